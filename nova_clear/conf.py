@@ -1,0 +1,96 @@
+"""Configuration options of the Clear Containers driver (``[clear]``)."""
+
+from oslo_config import cfg
+
+GROUP = cfg.OptGroup(
+    'clear',
+    title='Clear Containers driver options',
+    help='Options for nova-clear, the Nova virt driver that runs every '
+         'instance as a Clear Container: a lightweight virtual machine with '
+         'no firmware, almost no devices and a host-provided guest kernel.')
+
+OPTS = [
+    cfg.StrOpt('connection_uri',
+               default='qemu:///system',
+               help='libvirt URI of the hypervisor that runs the Clear '
+                    'Containers.'),
+    cfg.StrOpt('virt_type',
+               default='auto',
+               choices=[('auto', 'Use KVM when a probe boot of the guest '
+                                 'kernel succeeds under KVM, else QEMU (TCG)'),
+                        ('kvm', 'Hardware virtualisation, no probe'),
+                        ('qemu', 'Software emulation (TCG), slow but works '
+                                 'everywhere, e.g. in nested CI')],
+               help='Accelerator for the Clear Containers. With "auto" the '
+                    'driver boots the guest kernel once under KVM when the '
+                    'service starts and falls back to "qemu" with a warning '
+                    'if it does not reach the agent within '
+                    'kvm_probe_timeout seconds (nested or paravirtual '
+                    'hypervisors such as kvm-pvm expose /dev/kvm but cannot '
+                    'boot stock kernels).'),
+    cfg.IntOpt('kvm_probe_timeout',
+               default=20, min=1,
+               help='Seconds the KVM probe boot may take before KVM is '
+                    'declared unusable (virt_type=auto only).'),
+    cfg.StrOpt('machine_type',
+               default='microvm',
+               choices=[('microvm', 'QEMU microvm: no PCI, no firmware, '
+                                    'virtio-mmio devices'),
+                        ('q35', 'q35 with the qboot firmware, for devices '
+                                'that need PCI')],
+               help='QEMU machine type of the Clear Containers.'),
+    cfg.StrOpt('qboot_firmware',
+               default='/usr/share/qemu/qboot.rom',
+               help='Minimal firmware used with machine_type=q35 instead '
+                    'of SeaBIOS.'),
+    cfg.StrOpt('cpu_mode',
+               default='host-passthrough',
+               choices=['host-passthrough', 'host-model', 'none'],
+               help='CPU model for KVM guests. TCG guests always use '
+                    'QEMU\'s default model.'),
+    cfg.StrOpt('assets_path',
+               default='/var/lib/nova-clear/guest',
+               help='Directory holding the guest kernel, the agent '
+                    'initramfs and their manifest.json, as written by '
+                    '"nova-clear-build-guest --dest PATH".'),
+    cfg.StrOpt('kernel_cmdline_extra',
+               default='',
+               help='Extra arguments appended to every guest kernel '
+                    'command line (before the image\'s os_command_line).'),
+    cfg.StrOpt('instances_path',
+               help='Where per-instance files (disk overlay, console log, '
+                    'domain XML) live. Defaults to [DEFAULT]instances_path.'),
+    cfg.StrOpt('image_cache_path',
+               help='Where Glance images are cached, read-only and shared '
+                    'by all instances of an image. Defaults to '
+                    '<instances_path>/_clear_base.'),
+    cfg.IntOpt('console_log_max_bytes',
+               default=100 * 1024, min=1024,
+               help='Most bytes of the console log returned by "openstack '
+                    'console log show". The log file itself is written by '
+                    'virtlogd, which rotates it at its own max_size (2 MiB '
+                    'by default) and keeps it across reboots.'),
+    cfg.IntOpt('memory_overhead_mb',
+               default=96, min=0,
+               help='Host memory reserved in placement for each running '
+                    'instance on top of its flavor (QEMU itself: measured '
+                    '~49 MiB under KVM, ~87 MiB under TCG for a 128 MiB '
+                    'guest).'),
+    cfg.IntOpt('tcg_tb_cache_mb',
+               default=32, min=0,
+               help='Translation block cache of TCG guests, in MiB; 0 '
+                    'keeps QEMU\'s default (~1 GiB of address space).'),
+    cfg.IntOpt('soft_reboot_timeout',
+               default=60, min=0,
+               help='Seconds a soft reboot waits for the guest to shut '
+                    'down cleanly before it falls back to a hard reboot.'),
+]
+
+
+def register_opts(conf):
+    conf.register_group(GROUP)
+    conf.register_opts(OPTS, group=GROUP)
+
+
+def list_opts():
+    return {GROUP: OPTS}

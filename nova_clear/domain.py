@@ -1,0 +1,210 @@
+"""Pure functions: (instance, flavor, image meta, options) -> domain XML.
+
+Nothing here touches libvirt, files or the network, so every branch is
+unit-tested without a daemon.
+
+A Clear Container is not a PC.  On ``machine='microvm'`` libvirt passes
+``-nodefaults -no-user-config``: no firmware (the kernel is loaded
+directly), no PCI bus, no USB, no graphics, no balloon.  Devices are
+virtio-mmio: the root disk, a random number generator; the console is the
+machine's one ISA serial port, written to a file by virtlogd.
+
+``machine='q35'`` is kept for devices that need PCI (for example PCI
+passthrough or vhost-user NICs in a later release); it boots the tiny qboot
+firmware instead of SeaBIOS.
+"""
+
+import dataclasses
+from xml.etree import ElementTree as ET
+
+NS_URI = 'https://opendev.org/x/nova-clear/instance/1.0'
+NS_PREFIX = 'nova-clear'
+# Under TCG the guest's early TSC calibration against a slow emulated PIT
+# may never finish; telling the kernel the frequency skips it.
+TCG_TSC_KHZ = 2000000
+
+ET.register_namespace(NS_PREFIX, NS_URI)
+
+
+@dataclasses.dataclass(frozen=True)
+class BootConfig:
+    """Host-side facts the XML needs besides the Nova objects."""
+
+    virt_type: str          # 'kvm' or 'qemu'
+    machine_type: str       # 'microvm' or 'q35'
+    kernel: str
+    initrd: str
+    acpi: bool              # the guest kernel understands ACPI
+    disk_path: str
+    disk_format: str        # format of disk_path (our overlay: qcow2)
+    console_log: str
+    cpu_mode: str = 'host-passthrough'
+    tb_cache_mb: int = 32
+    disk_cache: str = 'none'
+    qboot_firmware: str = '/usr/share/qemu/qboot.rom'
+    cmdline_extra: str = ''
+
+
+def kernel_cmdline(instance, image_meta, boot):
+    """The guest kernel command line, read by the agent (guest/init.sh)."""
+    args = ['console=ttyS0', 'quiet', 'panic=1']
+    if boot.virt_type == 'qemu':
+        args.append('tsc_early_khz=%d' % TCG_TSC_KHZ)
+    args.append('nova_clear.uuid=%s' % instance.uuid)
+    hostname = getattr(instance, 'hostname', None)
+    if hostname:
+        args.append('nova_clear.hostname=%s' % hostname)
+    if boot.cmdline_extra:
+        args.append(boot.cmdline_extra.strip())
+    props = image_meta.properties
+    user = props.get('os_command_line') if 'os_command_line' in props \
+        else None
+    if user:
+        # The image's own arguments come last: "init=/app -- args" reaches
+        # the agent as the workload and its argv.
+        args.append(user.strip())
+    return ' '.join(args)
+
+
+def _sub(parent, tag, text=None, **attrs):
+    el = ET.SubElement(parent, tag, {k.rstrip('_'): str(v)
+                                     for k, v in attrs.items()})
+    if text is not None:
+        el.text = str(text)
+    return el
+
+
+def _mmio(parent, boot):
+    if boot.machine_type == 'microvm':
+        # libvirt needs an explicit virtio-mmio address on microvm, or
+        # defining fails with "No PCI buses available".
+        _sub(parent, 'address', type='virtio-mmio')
+
+
+def _no_default_devices(devices):
+    # libvirt adds a USB controller (which needs PCI: "No PCI buses
+    # available" on microvm) and a balloon unless told not to.
+    _sub(devices, 'controller', type='usb', model='none')
+    _sub(devices, 'memballoon', model='none')
+
+
+def _metadata(root, instance, flavor, image_meta):
+    meta = _sub(root, 'metadata')
+    inst = ET.SubElement(meta, '{%s}instance' % NS_URI)
+    ET.SubElement(inst, '{%s}name' % NS_URI).text = \
+        getattr(instance, 'display_name', None) or ''
+    fl = ET.SubElement(inst, '{%s}flavor' % NS_URI)
+    fl.set('name', flavor.name)
+    fl.set('vcpus', str(flavor.vcpus))
+    fl.set('memory_mb', str(flavor.memory_mb))
+    fl.set('root_gb', str(flavor.root_gb))
+    img = ET.SubElement(inst, '{%s}image' % NS_URI)
+    img.set('uuid', str(image_meta.id) if 'id' in image_meta else '')
+    owner = ET.SubElement(inst, '{%s}owner' % NS_URI)
+    owner.set('project', str(getattr(instance, 'project_id', '') or ''))
+    owner.set('user', str(getattr(instance, 'user_id', '') or ''))
+
+
+def domain_xml(instance, flavor, image_meta, boot):
+    """Return the libvirt domain XML (str) of a Clear Container."""
+    if boot.virt_type not in ('kvm', 'qemu'):
+        raise ValueError('virt_type must be kvm or qemu, not %r'
+                         % boot.virt_type)
+    if boot.machine_type not in ('microvm', 'q35'):
+        raise ValueError('machine_type must be microvm or q35, not %r'
+                         % boot.machine_type)
+    root = ET.Element('domain', type=boot.virt_type)
+    _sub(root, 'name', instance.name)
+    _sub(root, 'uuid', instance.uuid)
+    _metadata(root, instance, flavor, image_meta)
+    _sub(root, 'memory', flavor.memory_mb, unit='MiB')
+    _sub(root, 'vcpu', flavor.vcpus, placement='static')
+
+    os_el = _sub(root, 'os')
+    _sub(os_el, 'type', 'hvm', arch='x86_64', machine=boot.machine_type)
+    if boot.machine_type == 'q35':
+        _sub(os_el, 'loader', boot.qboot_firmware, type='rom',
+             readonly='yes')
+    _sub(os_el, 'kernel', boot.kernel)
+    _sub(os_el, 'initrd', boot.initrd)
+    _sub(os_el, 'cmdline', kernel_cmdline(instance, image_meta, boot))
+
+    features = _sub(root, 'features')
+    if boot.acpi:
+        # ACPI gives a kernel that has it the power button (graceful
+        # shutdown) and a real power-off; without it the guest can only
+        # halt and virtio-mmio devices come from the command line.
+        _sub(features, 'acpi')
+    if boot.virt_type == 'qemu' and boot.tb_cache_mb:
+        tcg = _sub(features, 'tcg')
+        _sub(tcg, 'tb-cache', boot.tb_cache_mb, unit='MiB')
+    if boot.virt_type == 'kvm' and boot.cpu_mode != 'none':
+        _sub(root, 'cpu', mode=boot.cpu_mode)
+    _sub(root, 'clock', offset='utc')
+    _sub(root, 'on_poweroff', 'destroy')
+    _sub(root, 'on_reboot', 'restart')
+    _sub(root, 'on_crash', 'destroy')
+
+    devices = _sub(root, 'devices')
+    disk = _sub(devices, 'disk', type='file', device='disk')
+    _sub(disk, 'driver', name='qemu', type=boot.disk_format,
+         cache=boot.disk_cache, discard='unmap')
+    _sub(disk, 'source', file=boot.disk_path)
+    _sub(disk, 'target', dev='vda', bus='virtio')
+    _mmio(disk, boot)
+
+    serial = _sub(devices, 'serial', type='file')
+    # append: the log survives reboots and restarts of QEMU; virtlogd
+    # writes it and rotates it at its max_size.
+    _sub(serial, 'source', path=boot.console_log, append='on')
+    _sub(serial, 'target', port=0)
+
+    rng = _sub(devices, 'rng', model='virtio')
+    _sub(rng, 'backend', '/dev/urandom', model='random')
+    _mmio(rng, boot)
+
+    _no_default_devices(devices)
+    return ET.tostring(root, encoding='unicode')
+
+
+def probe_xml(name, virt_type, kernel, initrd, console_log, acpi,
+              machine_type='microvm', cpu_mode='none'):
+    """A disk-less domain that boots the agent in probe mode.
+
+    The agent prints ``nova-clear: probe ok`` and powers off at once; it is
+    how ``virt_type=auto`` learns whether KVM really boots the kernel.
+    """
+    root = ET.Element('domain', type=virt_type)
+    _sub(root, 'name', name)
+    _sub(root, 'memory', 128, unit='MiB')
+    _sub(root, 'vcpu', 1)
+    os_el = _sub(root, 'os')
+    _sub(os_el, 'type', 'hvm', arch='x86_64', machine=machine_type)
+    _sub(os_el, 'kernel', kernel)
+    _sub(os_el, 'initrd', initrd)
+    args = 'console=ttyS0 quiet panic=1 nova_clear.probe=1'
+    if virt_type == 'qemu':
+        args += ' tsc_early_khz=%d' % TCG_TSC_KHZ
+    _sub(os_el, 'cmdline', args)
+    features = _sub(root, 'features')
+    if acpi:
+        _sub(features, 'acpi')
+    if virt_type == 'kvm' and cpu_mode != 'none':
+        _sub(root, 'cpu', mode=cpu_mode)
+    _sub(root, 'on_poweroff', 'destroy')
+    _sub(root, 'on_reboot', 'destroy')
+    _sub(root, 'on_crash', 'destroy')
+    devices = _sub(root, 'devices')
+    serial = _sub(devices, 'serial', type='file')
+    _sub(serial, 'source', path=console_log)
+    _no_default_devices(devices)
+    return ET.tostring(root, encoding='unicode')
+
+
+def instance_uuid_from_metadata(xml_text):
+    """True if a domain's XML carries our metadata element."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError:
+        return False
+    return root.find('metadata/{%s}instance' % NS_URI) is not None

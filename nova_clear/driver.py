@@ -1,0 +1,484 @@
+"""ClearDriver: Nova's compute driver contract, translated into calls to the
+libvirt wrapper (:mod:`nova_clear.host`), the image cache
+(:mod:`nova_clear.images.disk`) and the pure XML builder
+(:mod:`nova_clear.domain`).  No XML and no subprocess live here.
+
+Nova loads it as ``compute_driver = clear.ClearDriver`` through the
+``nova.virt.clear`` shim.
+"""
+
+import os
+import time
+
+from oslo_concurrency import lockutils
+from oslo_log import log as logging
+from oslo_serialization import jsonutils
+from oslo_utils import excutils
+from oslo_utils import units
+import os_resource_classes as orc
+
+import libvirt
+from nova.compute import power_state
+import nova.conf
+from nova import exception
+from nova import objects
+from nova.objects import fields as obj_fields
+from nova.virt import driver
+from nova.virt import hardware
+import nova.virt.node
+
+from nova_clear import conf as clear_conf
+from nova_clear import domain
+from nova_clear import exception as clear_exc
+from nova_clear.guest import assets as guest_assets
+from nova_clear import host as clear_host
+from nova_clear.i18n import _
+from nova_clear.images import disk as disk_images
+from nova_clear import storage
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+clear_conf.register_opts(CONF)
+
+TRAIT_CLEAR_CONTAINERS = 'CUSTOM_CLEAR_CONTAINERS'
+HYPERVISOR_TYPE = obj_fields.HVType.QEMU
+
+
+def _instance_lock(instance):
+    # One operation at a time per instance; different instances proceed in
+    # parallel (Nova 34 calls drivers from native threads).
+    return lockutils.lock('nova-clear-instance-%s' % instance.uuid)
+
+
+class ClearDriver(driver.ComputeDriver):
+    """Runs every Nova instance as a Clear Container."""
+
+    capabilities = {
+        'has_imagecache': False,
+        'supports_evacuate': False,
+        'supports_migrate_to_same_host': False,
+        'supports_attach_interface': False,
+        'supports_device_tagging': False,
+        'supports_tagged_attach_interface': False,
+        'supports_tagged_attach_volume': False,
+        'supports_extend_volume': False,
+        'supports_multiattach': False,
+        'supports_trusted_certs': False,
+        'supports_pcpus': False,
+        'supports_accelerators': False,
+        'supports_bfv_rescue': False,
+        'supports_vtpm': False,
+        'supports_secure_boot': False,
+        'supports_socket_pci_numa_affinity': False,
+        'supports_remote_managed_ports': False,
+        'supports_address_space_passthrough': False,
+        'supports_address_space_emulated': False,
+        'supports_virtio_fs': False,
+        'supports_mem_backing_file': False,
+        'supports_ephemeral_encryption': False,
+        'supports_ephemeral_encryption_luks': False,
+        'supports_ephemeral_encryption_plain': False,
+        # Disk images are cached as Glance serves them and booted through
+        # a qcow2 overlay: raw and qcow2 only.
+        'supports_image_type_aki': False,
+        'supports_image_type_ami': False,
+        'supports_image_type_ari': False,
+        'supports_image_type_iso': False,
+        'supports_image_type_qcow2': True,
+        'supports_image_type_raw': True,
+        'supports_image_type_vdi': False,
+        'supports_image_type_vhd': False,
+        'supports_image_type_vhdx': False,
+        'supports_image_type_vmdk': False,
+        'supports_image_type_ploop': False,
+    }
+
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi)
+        self.host = clear_host.Host(CONF.clear.connection_uri,
+                                    lifecycle_callback=self.emit_event)
+        self.assets = guest_assets.AssetStore(CONF.clear.assets_path)
+        self.instances_path = (CONF.clear.instances_path or
+                               CONF.instances_path)
+        self.image_cache = disk_images.ImageCache(
+            CONF.clear.image_cache_path or
+            os.path.join(self.instances_path, '_clear_base'))
+        self.virt_type = None
+
+    # -- service life -----------------------------------------------------
+    def init_host(self, host):
+        """Check the guest assets, connect to libvirt, pick KVM or TCG."""
+        assets = self.assets.load()
+        os.makedirs(self.instances_path, exist_ok=True)
+        os.makedirs(self.image_cache.path, exist_ok=True)
+        self.host.initialize()
+        self.virt_type = self._choose_virt_type(assets)
+        LOG.info('Clear Containers run with virt_type=%s, machine=%s, '
+                 'kernel %s', self.virt_type, CONF.clear.machine_type,
+                 assets.kernel_release)
+
+    def _choose_virt_type(self, assets):
+        wanted = CONF.clear.virt_type
+        if wanted != 'auto':
+            return wanted
+        if not os.path.exists('/dev/kvm'):
+            LOG.warning('virt_type=auto: /dev/kvm is missing, using qemu '
+                        '(TCG, slow)')
+            return 'qemu'
+        t0 = time.monotonic()
+        ok = self.host.probe_boot('kvm', assets, self.instances_path,
+                                  CONF.clear.kvm_probe_timeout)
+        if ok:
+            LOG.info('virt_type=auto: KVM probe boot succeeded in %.2fs',
+                     time.monotonic() - t0)
+            return 'kvm'
+        LOG.warning('virt_type=auto: /dev/kvm exists but the guest kernel '
+                    'did not boot under KVM within %ds (nested or '
+                    'paravirtual KVM such as kvm-pvm?); falling back to '
+                    'qemu (TCG). Set [clear]virt_type to skip the probe.',
+                    CONF.clear.kvm_probe_timeout)
+        return 'qemu'
+
+    def cleanup_host(self, host):
+        pass
+
+    # -- inventory ----------------------------------------------------------
+    def get_available_nodes(self, refresh=False):
+        return [CONF.host]
+
+    def get_nodenames_by_uuid(self, refresh=False):
+        return {nova.virt.node.get_local_node_uuid(): CONF.host}
+
+    def node_is_available(self, nodename):
+        return nodename == CONF.host
+
+    def _disk_gb(self):
+        st = os.statvfs(self.instances_path)
+        total = st.f_blocks * st.f_frsize // units.Gi
+        free = st.f_bavail * st.f_frsize // units.Gi
+        return total, free
+
+    def _running_count(self):
+        return sum(1 for d in self.host.list_domains() if d.isActive())
+
+    def _host_cpu_info(self):
+        arch, memory_mb, cpus = self.host.node_info()[:3]
+        return arch, memory_mb, cpus
+
+    def get_available_resource(self, nodename):
+        arch, memory_mb, cpus = self._host_cpu_info()
+        total_gb, free_gb = self._disk_gb()
+        domains = self.host.list_domains()
+        vcpus_used = mem_used = 0
+        for dom in domains:
+            if dom.isActive():
+                _state, max_mem, _mem, ncpu, _t = dom.info()
+                vcpus_used += ncpu
+                mem_used += max_mem // 1024 + CONF.clear.memory_overhead_mb
+        libvirt_ver, qemu_ver = self.host.version()
+        return {
+            'vcpus': cpus,
+            'memory_mb': memory_mb,
+            'local_gb': total_gb,
+            'vcpus_used': vcpus_used,
+            'memory_mb_used': mem_used,
+            'local_gb_used': total_gb - free_gb,
+            'hypervisor_type': HYPERVISOR_TYPE,
+            'hypervisor_version': qemu_ver,
+            'hypervisor_hostname': nodename,
+            'uuid': nova.virt.node.get_local_node_uuid(),
+            'cpu_info': jsonutils.dumps({'arch': arch, 'vendor': None,
+                                         'model': None, 'features': [],
+                                         'topology': {'cells': 1,
+                                                      'sockets': 1,
+                                                      'cores': cpus,
+                                                      'threads': 1}}),
+            'disk_available_least': free_gb,
+            'supported_instances': [(obj_fields.Architecture.X86_64,
+                                     HYPERVISOR_TYPE,
+                                     obj_fields.VMMode.HVM)],
+            'numa_topology': None,
+            'pci_passthrough_devices': None,
+        }
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        _arch, memory_mb, cpus = self._host_cpu_info()
+        total_gb, _free = self._disk_gb()
+        inventory = provider_tree.data(nodename).inventory
+        ratios = self._get_allocation_ratios(inventory)
+        # Each running Clear Container costs its QEMU process on top of the
+        # flavor's memory: reserve it so placement does not overcommit.
+        mem_reserved = (CONF.reserved_host_memory_mb +
+                        CONF.clear.memory_overhead_mb *
+                        self._running_count())
+        result = {
+            orc.VCPU: {
+                'total': cpus, 'min_unit': 1, 'max_unit': cpus,
+                'step_size': 1, 'allocation_ratio': ratios[orc.VCPU],
+                'reserved': CONF.reserved_host_cpus,
+            },
+            orc.MEMORY_MB: {
+                'total': memory_mb, 'min_unit': 1, 'max_unit': memory_mb,
+                'step_size': 1, 'allocation_ratio': ratios[orc.MEMORY_MB],
+                'reserved': min(mem_reserved, memory_mb),
+            },
+        }
+        if total_gb > 0:
+            result[orc.DISK_GB] = {
+                'total': total_gb, 'min_unit': 1, 'max_unit': total_gb,
+                'step_size': 1, 'allocation_ratio': ratios[orc.DISK_GB],
+                'reserved': min(self._get_reserved_host_disk_gb_from_config(),
+                                total_gb),
+            }
+        provider_tree.update_inventory(nodename, result)
+        traits = {TRAIT_CLEAR_CONTAINERS}
+        traits.update(t for t, supported in
+                      self.capabilities_as_traits().items() if supported)
+        provider_tree.add_traits(nodename, *sorted(traits))
+
+    # -- instances ----------------------------------------------------------
+    def list_instances(self):
+        return [d.name() for d in self.host.list_domains()]
+
+    def list_instance_uuids(self):
+        return [d.UUIDString() for d in self.host.list_domains()]
+
+    def instance_exists(self, instance):
+        return self.host.find(instance.uuid) is not None
+
+    def get_info(self, instance, use_cache=True):
+        dom = self.host.lookup(instance.uuid)
+        try:
+            state, _reason = dom.state()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise exception.InstanceNotFound(instance_id=instance.uuid)
+            raise
+        if (state == libvirt.VIR_DOMAIN_SHUTOFF and
+                dom.hasManagedSaveImage(0)):
+            return hardware.InstanceInfo(state=power_state.SUSPENDED)
+        return hardware.InstanceInfo(
+            state=clear_host.power_state_of(state))
+
+    def get_host_ip_addr(self):
+        return CONF.my_ip
+
+    def _files(self, instance):
+        return storage.InstanceFiles(self.instances_path, instance.uuid)
+
+    def _boot_config(self, instance, files, cached_format='qcow2'):
+        assets = self.assets.load()
+        return domain.BootConfig(
+            virt_type=self.virt_type or (
+                CONF.clear.virt_type if CONF.clear.virt_type != 'auto'
+                else 'qemu'),
+            machine_type=CONF.clear.machine_type,
+            kernel=assets.kernel,
+            initrd=assets.initrd,
+            acpi=assets.acpi,
+            disk_path=files.disk,
+            disk_format=cached_format,
+            console_log=files.console_log,
+            cpu_mode=CONF.clear.cpu_mode,
+            tb_cache_mb=CONF.clear.tcg_tb_cache_mb,
+            qboot_firmware=CONF.clear.qboot_firmware,
+            cmdline_extra=CONF.clear.kernel_cmdline_extra,
+        )
+
+    def _define(self, instance, image_meta, files):
+        boot = self._boot_config(instance, files)
+        xml = domain.domain_xml(instance, instance.flavor, image_meta, boot)
+        files.write_domain_xml(xml)
+        return self.host.define(xml)
+
+    def _start(self, instance, dom, files):
+        try:
+            dom.createWithFlags(0)
+        except libvirt.libvirtError as e:
+            raise clear_exc.ClearContainerStartFailed(
+                name=instance.name, reason=e.get_error_message())
+
+    def _ensure_disk(self, context, instance, image_meta, files):
+        if os.path.exists(files.disk):
+            return
+        if not image_meta.obj_attr_is_set('id'):
+            raise exception.InstanceDeployFailure(
+                reason=_('Clear Containers boot from an image; this '
+                         'instance has none (boot from volume is not '
+                         'supported)'))
+        cached = self.image_cache.get(context, image_meta)
+        disk_images.create_overlay(cached, files.disk,
+                                   instance.flavor.root_gb)
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        if driver.block_device_info_get_mapping(block_device_info):
+            raise exception.InstanceDeployFailure(
+                reason=_('volumes are not supported by Clear Containers'))
+        if network_info:
+            raise exception.InstanceDeployFailure(
+                reason=_('Clear Containers do not plug network ports yet; '
+                         'boot with --nic none'))
+        t0 = time.monotonic()
+        files = self._files(instance)
+        with _instance_lock(instance):
+            if self.host.find(instance.uuid) is not None:
+                raise exception.InstanceExists(name=instance.name)
+            self.assets.load()
+            created = not files.exists()
+            files.create()
+            dom = None
+            try:
+                self._ensure_disk(context, instance, image_meta, files)
+                dom = self._define(instance, image_meta, files)
+                if power_on:
+                    self._start(instance, dom, files)
+            except Exception:
+                with excutils.save_and_reraise_exception():
+                    LOG.error('Spawning Clear Container failed; cleaning up',
+                              instance=instance)
+                    self._remove_domain(instance, dom)
+                    if created:
+                        files.remove()
+        LOG.info('Clear Container defined%s in %.2fs',
+                 ' and started' if power_on else '',
+                 time.monotonic() - t0, instance=instance)
+
+    def _remove_domain(self, instance, dom=None):
+        dom = dom or self.host.find(instance.uuid)
+        if dom is None:
+            return
+        try:
+            self.host.destroy(dom)
+            self.host.undefine(dom)
+        except libvirt.libvirtError as e:
+            LOG.warning('Could not remove domain: %s', e, instance=instance)
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        with _instance_lock(instance):
+            dom = self.host.find(instance.uuid)
+            if dom is not None:
+                self.host.destroy(dom)
+        self.cleanup(context, instance, network_info, block_device_info,
+                     destroy_disks, destroy_secrets=destroy_secrets)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        with _instance_lock(instance):
+            if destroy_vifs:
+                self.unplug_vifs(instance, network_info)
+            self._remove_domain(instance)
+            if destroy_disks:
+                self._files(instance).remove()
+
+    # -- power --------------------------------------------------------------
+    def _restart(self, context, instance, dom=None):
+        """Stop (hard) and boot again from freshly generated XML."""
+        files = self._files(instance)
+        dom = dom or self.host.find(instance.uuid)
+        if dom is not None:
+            self.host.destroy(dom)
+        image_meta = objects.ImageMeta.from_instance(instance)
+        self._ensure_disk(context, instance, image_meta, files)
+        dom = self._define(instance, image_meta, files)
+        self._start(instance, dom, files)
+
+    def reboot(self, context, instance, network_info, reboot_type,
+               block_device_info=None, bad_volumes_callback=None,
+               accel_info=None, share_info=None):
+        with _instance_lock(instance):
+            dom = self.host.lookup(instance.uuid)
+            if reboot_type == 'SOFT' and dom.isActive():
+                try:
+                    dom.shutdown()
+                except libvirt.libvirtError as e:
+                    LOG.warning('Soft reboot: shutdown request failed: %s',
+                                e, instance=instance)
+                else:
+                    if self.host.wait_for_shutoff(
+                            dom, CONF.clear.soft_reboot_timeout):
+                        self._start(instance, dom, self._files(instance))
+                        LOG.info('Soft reboot done', instance=instance)
+                        return
+                LOG.warning('Guest did not shut down within %ds; hard '
+                            'reboot', CONF.clear.soft_reboot_timeout,
+                            instance=instance)
+            self._restart(context, instance, dom)
+            LOG.info('Hard reboot done', instance=instance)
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        with _instance_lock(instance):
+            dom = self.host.lookup(instance.uuid)
+            if timeout and dom.isActive():
+                deadline = time.monotonic() + timeout
+                interval = retry_interval or timeout
+                while time.monotonic() < deadline:
+                    try:
+                        dom.shutdown()
+                    except libvirt.libvirtError:
+                        break  # shut down meanwhile, or no ACPI
+                    if self.host.wait_for_shutoff(
+                            dom, min(interval,
+                                     max(0, deadline - time.monotonic()))):
+                        LOG.info('Clear Container shut down cleanly',
+                                 instance=instance)
+                        return
+                LOG.warning('Clear Container did not shut down within %ds; '
+                            'forcing it off', timeout, instance=instance)
+            self.host.destroy(dom)
+
+    def power_on(self, context, instance, network_info,
+                 block_device_info=None, accel_info=None, share_info=None):
+        with _instance_lock(instance):
+            dom = self.host.lookup(instance.uuid)
+            if dom.isActive():
+                return
+            self._restart(context, instance, dom)
+
+    def pause(self, instance):
+        with _instance_lock(instance):
+            self.host.lookup(instance.uuid).suspend()
+
+    def unpause(self, instance):
+        with _instance_lock(instance):
+            self.host.lookup(instance.uuid).resume()
+
+    def suspend(self, context, instance):
+        """Save the guest's memory to disk (libvirt managed save)."""
+        with _instance_lock(instance):
+            self.host.lookup(instance.uuid).managedSave(0)
+
+    def resume(self, context, instance, network_info, block_device_info=None,
+               share_info=None):
+        with _instance_lock(instance):
+            dom = self.host.lookup(instance.uuid)
+            if dom.isActive():
+                return
+            self._start(instance, dom, self._files(instance))
+
+    def resume_state_on_host_boot(self, context, instance, network_info,
+                                  share_info, block_device_info=None):
+        with _instance_lock(instance):
+            dom = self.host.find(instance.uuid)
+            if dom is None or not dom.isActive():
+                self._restart(context, instance, dom)
+
+    # -- console --------------------------------------------------------------
+    def get_console_output(self, context, instance):
+        files = self._files(instance)
+        if self.host.find(instance.uuid) is None and not files.exists():
+            raise exception.ConsoleNotAvailable()
+        return files.console_tail(CONF.clear.console_log_max_bytes)
+
+    # -- networking (a later release plugs Neutron ports) ------------------
+    def plug_vifs(self, instance, network_info):
+        if network_info:
+            LOG.warning('Clear Containers do not plug network ports yet; '
+                        'ignoring %d port(s)', len(network_info),
+                        instance=instance)
+
+    def unplug_vifs(self, instance, network_info):
+        pass

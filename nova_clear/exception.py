@@ -1,0 +1,19 @@
+"""Errors of nova-clear; each a nova.exception subclass so Nova records
+its message as the instance fault."""
+
+from nova import exception
+
+from nova_clear.i18n import _
+
+
+class LibvirtUnavailable(exception.HypervisorUnavailable):
+    msg_fmt = _('Cannot reach libvirt at %(uri)s: %(reason)s')
+
+
+class GuestAssetsInvalid(exception.NovaException):
+    msg_fmt = _('Clear Container guest assets in %(path)s are unusable: '
+                '%(reason)s. Build them with: %(hint)s')
+
+
+class ClearContainerStartFailed(exception.InstanceDeployFailure):
+    msg_fmt = _('Clear Container %(name)s did not start: %(reason)s')

@@ -1,0 +1,326 @@
+"""The one libvirt wrapper: connection, events, domains, host facts.
+
+Thread-safe: libvirt-python connections may be shared between threads; the
+connection is (re)opened under a lock, and libvirt's event loop runs in its
+own daemon thread.  Events are handed to a second thread so a slow consumer
+(Nova's compute manager) never stalls libvirt's loop.
+"""
+
+import os
+import queue
+import threading
+import time
+
+from oslo_log import log as logging
+
+import libvirt
+from nova.compute import power_state
+from nova import exception
+from nova.virt import event as virtevent
+
+from nova_clear import domain as domain_xml
+from nova_clear import exception as clear_exc
+
+LOG = logging.getLogger(__name__)
+
+POWER_STATE = {
+    libvirt.VIR_DOMAIN_NOSTATE: power_state.NOSTATE,
+    libvirt.VIR_DOMAIN_RUNNING: power_state.RUNNING,
+    # A vCPU waiting for I/O is still running as far as Nova is concerned.
+    libvirt.VIR_DOMAIN_BLOCKED: power_state.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: power_state.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: power_state.SHUTDOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: power_state.SHUTDOWN,
+    libvirt.VIR_DOMAIN_CRASHED: power_state.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: power_state.SUSPENDED,
+}
+
+# libvirt lifecycle event -> Nova lifecycle transition (None: ignored)
+LIFECYCLE = {
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: virtevent.EVENT_LIFECYCLE_STOPPED,
+    libvirt.VIR_DOMAIN_EVENT_STARTED: virtevent.EVENT_LIFECYCLE_STARTED,
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: virtevent.EVENT_LIFECYCLE_PAUSED,
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: virtevent.EVENT_LIFECYCLE_RESUMED,
+    libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED:
+        virtevent.EVENT_LIFECYCLE_SUSPENDED,
+}
+
+
+def power_state_of(libvirt_state):
+    return POWER_STATE.get(libvirt_state, power_state.NOSTATE)
+
+
+def lifecycle_transition(event, detail):
+    """Map a libvirt lifecycle event to Nova's, or None to drop it."""
+    if (event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED and
+            detail == libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED):
+        return None
+    if (event == libvirt.VIR_DOMAIN_EVENT_STOPPED and
+            detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED):
+        return virtevent.EVENT_LIFECYCLE_SUSPENDED
+    return LIFECYCLE.get(event)
+
+
+_event_impl_lock = threading.Lock()
+_event_impl_started = False
+
+
+def _start_event_loop():
+    """libvirt's default event loop, once per process, in a thread."""
+    global _event_impl_started
+    with _event_impl_lock:
+        if _event_impl_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run():
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, name='libvirt-event-loop',
+                         daemon=True).start()
+        _event_impl_started = True
+
+
+class Host:
+    """libvirt connection and the operations the driver needs."""
+
+    def __init__(self, uri, lifecycle_callback=None):
+        self.uri = uri
+        self._conn = None
+        self._conn_lock = threading.Lock()
+        self._lifecycle_callback = lifecycle_callback
+        self._events = queue.Queue()
+        self._dispatcher = None
+
+    # -- connection -------------------------------------------------------
+    def _open(self):
+        try:
+            conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as e:
+            raise clear_exc.LibvirtUnavailable(uri=self.uri,
+                                               reason=e.get_error_message())
+        if self._lifecycle_callback is not None:
+            conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                self._on_lifecycle, None)
+            try:
+                conn.registerCloseCallback(self._on_close, None)
+            except libvirt.libvirtError:
+                pass
+        return conn
+
+    def initialize(self):
+        if self._lifecycle_callback is not None:
+            _start_event_loop()
+            if self._dispatcher is None:
+                self._dispatcher = threading.Thread(
+                    target=self._dispatch_events,
+                    name='nova-clear-events', daemon=True)
+                self._dispatcher.start()
+        self.get_connection()
+
+    def get_connection(self):
+        with self._conn_lock:
+            conn = self._conn
+            if conn is not None:
+                try:
+                    if conn.isAlive():
+                        return conn
+                except libvirt.libvirtError:
+                    pass
+                LOG.warning('Connection to libvirt at %s lost; reconnecting',
+                            self.uri)
+                self._conn = None
+            self._conn = self._open()
+            return self._conn
+
+    def _on_close(self, conn, reason, opaque):
+        LOG.warning('libvirt closed the connection (reason %s)', reason)
+        with self._conn_lock:
+            if self._conn is conn:
+                self._conn = None
+
+    # -- events -----------------------------------------------------------
+    def _on_lifecycle(self, conn, dom, event, detail, opaque):
+        transition = lifecycle_transition(event, detail)
+        if transition is None:
+            return
+        self._events.put(virtevent.LifecycleEvent(dom.UUIDString(),
+                                                  transition))
+
+    def _dispatch_events(self):
+        while True:
+            evt = self._events.get()
+            try:
+                self._lifecycle_callback(evt)
+            except Exception:
+                LOG.exception('Dispatching %s failed', evt)
+
+    # -- domains ----------------------------------------------------------
+    def _call(self, what, func, *args):
+        try:
+            return func(*args)
+        except libvirt.libvirtError as e:
+            code = e.get_error_code()
+            if code in (libvirt.VIR_ERR_SYSTEM_ERROR,
+                        libvirt.VIR_ERR_NO_CONNECT,
+                        libvirt.VIR_ERR_INTERNAL_ERROR) and \
+                    not self._alive():
+                raise clear_exc.LibvirtUnavailable(
+                    uri=self.uri, reason=e.get_error_message())
+            raise
+
+    def _alive(self):
+        try:
+            return self._conn is not None and self._conn.isAlive()
+        except libvirt.libvirtError:
+            return False
+
+    def lookup(self, uuid):
+        """The virDomain of instance ``uuid``; InstanceNotFound if none."""
+        conn = self.get_connection()
+        try:
+            return conn.lookupByUUIDString(uuid)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise exception.InstanceNotFound(instance_id=uuid)
+            raise
+
+    def find(self, uuid):
+        try:
+            return self.lookup(uuid)
+        except exception.InstanceNotFound:
+            return None
+
+    def list_domains(self):
+        """Every domain (running or defined) that is a Clear Container."""
+        conn = self.get_connection()
+        ours = []
+        for dom in conn.listAllDomains(0):
+            try:
+                dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                             domain_xml.NS_URI)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN_METADATA,
+                                          libvirt.VIR_ERR_NO_DOMAIN):
+                    continue
+                raise
+            ours.append(dom)
+        return ours
+
+    def define(self, xml):
+        return self._call('define', self.get_connection().defineXML, xml)
+
+    @staticmethod
+    def state(dom):
+        """(libvirt state, reason)."""
+        return dom.state()
+
+    def wait_for_shutoff(self, dom, timeout, interval=0.2):
+        """Poll until ``dom`` is not active; True when it is off in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if not dom.isActive():
+                    return True
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return True
+                raise
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+
+    def destroy(self, dom):
+        """Stop ``dom`` at once; no error if it is already off."""
+        try:
+            if dom.isActive():
+                dom.destroyFlags(libvirt.VIR_DOMAIN_DESTROY_GRACEFUL)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                return  # stopped meanwhile
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return
+            # QEMU ignored SIGTERM: kill it.
+            dom.destroy()
+
+    def undefine(self, dom):
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                 libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        try:
+            dom.undefineFlags(flags)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+
+    # -- host facts -------------------------------------------------------
+    def node_info(self):
+        """(arch, memory MiB, cpus, ...) as virNodeGetInfo returns it."""
+        return self._call('getInfo', self.get_connection().getInfo)
+
+    def hostname(self):
+        return self._call('getHostname', self.get_connection().getHostname)
+
+    def version(self):
+        conn = self.get_connection()
+        return conn.getLibVersion(), conn.getVersion()
+
+    def probe_boot(self, virt_type, assets, workdir, timeout):
+        """Boot the agent once in probe mode; True if it reports in time.
+
+        Used by virt_type=auto to find out whether KVM really runs the
+        guest kernel (kvm-pvm and some nested setups expose /dev/kvm but
+        hang stock kernels).  The probe domain is transient and is always
+        destroyed; its console log is removed.
+        """
+        name = 'nova-clear-probe-%d' % os.getpid()
+        log = os.path.join(workdir, '%s.log' % name)
+        xml = domain_xml.probe_xml(name, virt_type, assets.kernel,
+                                   assets.initrd, log, assets.acpi)
+        conn = self.get_connection()
+        stale = self.find_by_name(name)
+        if stale is not None:
+            self.destroy(stale)
+        dom = None
+        try:
+            dom = conn.createXML(xml, 0)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if _file_contains(log, b'nova-clear: probe ok'):
+                    return True
+                try:
+                    if not dom.isActive():
+                        return _file_contains(log, b'nova-clear: probe ok')
+                except libvirt.libvirtError:
+                    return _file_contains(log, b'nova-clear: probe ok')
+                time.sleep(0.2)
+            return False
+        except libvirt.libvirtError as e:
+            LOG.warning('Probe boot under %s failed to start: %s',
+                        virt_type, e)
+            return False
+        finally:
+            if dom is not None:
+                try:
+                    self.destroy(dom)
+                except libvirt.libvirtError:
+                    pass
+            try:
+                os.unlink(log)
+            except OSError:
+                pass
+
+    def find_by_name(self, name):
+        try:
+            return self.get_connection().lookupByName(name)
+        except libvirt.libvirtError:
+            return None
+
+
+def _file_contains(path, needle):
+    try:
+        with open(path, 'rb') as f:
+            return needle in f.read()
+    except OSError:
+        return False

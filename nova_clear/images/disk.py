@@ -1,0 +1,178 @@
+"""Glance disk images: fetched once into a shared read-only cache, then a
+qcow2 overlay per instance.
+
+Layout of the cache directory::
+
+    <image_cache_path>/<image id>          the image as Glance served it
+                                           (raw or qcow2), mode 0444
+    <image_cache_path>/<image id>.json     {"format", "virtual_size", "size"}
+    <image_cache_path>/locks/              one lock file per image id
+
+Every check that can reject an image runs before the image enters the
+cache, so a bad image is never shared: the size Glance recorded, nova's own
+format inspector (the claimed disk_format must match the content, no
+backing files or external data files), ``qemu-img check`` for qcow2.
+"""
+
+import dataclasses
+import json
+import os
+
+from oslo_concurrency import lockutils
+from oslo_concurrency import processutils
+from oslo_log import log as logging
+from oslo_utils import fileutils
+from oslo_utils import units
+
+from nova import exception
+from nova.virt import images as nova_images
+
+from nova_clear.i18n import _
+
+LOG = logging.getLogger(__name__)
+SUPPORTED_FORMATS = ('raw', 'qcow2')
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedImage:
+    image_id: str
+    path: str
+    format: str
+    virtual_size: int
+
+
+def _unacceptable(image_id, reason):
+    return exception.ImageUnacceptable(image_id=image_id, reason=reason)
+
+
+def _meta(image_meta, field, default=None):
+    return getattr(image_meta, field) if image_meta.obj_attr_is_set(field) \
+        else default
+
+
+class ImageCache:
+    """Thread- and process-safe cache of Glance disk images."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock_path = os.path.join(path, 'locks')
+
+    def _paths(self, image_id):
+        base = os.path.join(self.path, image_id)
+        return base, base + '.json', base + '.part'
+
+    def lookup(self, image_id):
+        """The cached image, or None."""
+        base, info_path, _part = self._paths(image_id)
+        try:
+            with open(info_path) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not os.path.exists(base):
+            return None
+        return CachedImage(image_id, base, info['format'],
+                           info['virtual_size'])
+
+    def get(self, context, image_meta):
+        """Return the :class:`CachedImage`, downloading it if needed.
+
+        Concurrent spawns of one image download it once (a lock per image
+        id, shared with other processes through a lock file).
+        """
+        image_id = str(image_meta.id)
+        cached = self.lookup(image_id)
+        if cached is not None:
+            return cached
+        fileutils.ensure_tree(self.lock_path)
+        with lockutils.lock('clear-image-%s' % image_id, external=True,
+                            lock_path=self.lock_path):
+            cached = self.lookup(image_id)
+            if cached is not None:
+                return cached
+            return self._fetch(context, image_meta)
+
+    def _fetch(self, context, image_meta):
+        image_id = str(image_meta.id)
+        base, info_path, part = self._paths(image_id)
+        disk_format = _meta(image_meta, 'disk_format')
+        if disk_format not in SUPPORTED_FORMATS:
+            raise _unacceptable(
+                image_id, _('disk_format %(f)s is not supported by Clear '
+                            'Containers (supported: %(s)s)') %
+                {'f': disk_format, 's': ', '.join(SUPPORTED_FORMATS)})
+        with fileutils.remove_path_on_error(part):
+            LOG.info('Downloading image %s into the Clear Containers '
+                     'cache', image_id)
+            nova_images.fetch(context, image_id, part)
+            actual = os.path.getsize(part)
+            expected = _meta(image_meta, 'size')
+            if expected and actual != expected:
+                raise _unacceptable(
+                    image_id, _('downloaded %(a)d bytes but Glance records '
+                                '%(e)d: the image is truncated or corrupt')
+                    % {'a': actual, 'e': expected})
+            if actual == 0:
+                raise _unacceptable(image_id, _('the image is empty'))
+            fmt = nova_images.do_image_deep_inspection(
+                {'disk_format': disk_format}, image_id, part)
+            info = self._inspect(image_id, part, fmt)
+            os.chmod(part, 0o444)
+            with open(info_path + '.tmp', 'w') as f:
+                json.dump({'format': fmt, 'virtual_size': info.virtual_size,
+                           'size': actual}, f)
+            os.replace(part, base)
+        os.replace(info_path + '.tmp', info_path)
+        return CachedImage(image_id, base, fmt, info.virtual_size)
+
+    @staticmethod
+    def _inspect(image_id, path, fmt):
+        try:
+            info = nova_images.qemu_img_info(path, format=fmt)
+        except exception.InvalidDiskInfo as e:
+            raise _unacceptable(image_id, str(e))
+        if info.backing_file:
+            raise _unacceptable(image_id, _('image has a backing file'))
+        if fmt == 'qcow2':
+            try:
+                processutils.execute('qemu-img', 'check', '-f', 'qcow2',
+                                     '--force-share', path)
+            except processutils.ProcessExecutionError as e:
+                detail = (e.stdout or e.stderr or '').strip().splitlines()
+                raise _unacceptable(
+                    image_id, _('qemu-img check found the qcow2 image '
+                                'corrupt or truncated: %s') %
+                    (detail[-1] if detail else e))
+        if not info.virtual_size:
+            raise _unacceptable(image_id, _('image has no size'))
+        return info
+
+    def remove(self, image_id):
+        base, info_path, part = self._paths(image_id)
+        for p in (info_path, base, part):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+    def cached_ids(self):
+        return sorted(f[:-5] for f in os.listdir(self.path)
+                      if f.endswith('.json')) \
+            if os.path.isdir(self.path) else []
+
+
+def create_overlay(cached, dest, root_gb):
+    """A qcow2 overlay on the cached image, sized to the flavor's disk.
+
+    ``root_gb`` 0 keeps the image's own size (Nova's meaning of a
+    zero-disk flavor).
+    """
+    size = root_gb * units.Gi if root_gb else cached.virtual_size
+    if cached.virtual_size > size:
+        raise exception.FlavorDiskSmallerThanImage(
+            flavor_size=size, image_size=cached.virtual_size)
+    processutils.execute(
+        'qemu-img', 'create', '-f', 'qcow2',
+        '-o', 'backing_file=%s,backing_fmt=%s' % (cached.path,
+                                                 cached.format),
+        dest, str(size))
