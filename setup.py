@@ -1,5 +1,22 @@
 import setuptools
+from setuptools import dist as st_dist
+
+# Nova loads drivers only from the nova.virt package, so nova-clear ships
+# one extra module there, nova/virt/clear/__init__.py, and nothing else of
+# the nova namespace (never nova/__init__.py or nova/virt/__init__.py).
+# pbr keeps only [files] packages that are directories, so the shim is
+# added here after pbr has read setup.cfg.
+SHIM_PACKAGE = 'nova.virt.clear'
+
+
+class Distribution(st_dist.Distribution):
+    def run_commands(self):
+        if SHIM_PACKAGE not in (self.packages or []):
+            self.packages = list(self.packages or []) + [SHIM_PACKAGE]
+        super().run_commands()
+
 
 setuptools.setup(
     setup_requires=['pbr>=6.0.0'],
-    pbr=True)
+    pbr=True,
+    distclass=Distribution)

@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+# Note: ``ConfigOpts.clear`` is a method, so code reads these options as
+# ``CONF['clear'].option`` rather than ``CONF.clear.option``.
 GROUP = cfg.OptGroup(
     'clear',
     title='Clear Containers driver options',

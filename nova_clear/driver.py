@@ -95,13 +95,13 @@ class ClearDriver(driver.ComputeDriver):
 
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi)
-        self.host = clear_host.Host(CONF.clear.connection_uri,
+        self.host = clear_host.Host(CONF['clear'].connection_uri,
                                     lifecycle_callback=self.emit_event)
-        self.assets = guest_assets.AssetStore(CONF.clear.assets_path)
-        self.instances_path = (CONF.clear.instances_path or
+        self.assets = guest_assets.AssetStore(CONF['clear'].assets_path)
+        self.instances_path = (CONF['clear'].instances_path or
                                CONF.instances_path)
         self.image_cache = disk_images.ImageCache(
-            CONF.clear.image_cache_path or
+            CONF['clear'].image_cache_path or
             os.path.join(self.instances_path, '_clear_base'))
         self.virt_type = None
 
@@ -114,11 +114,11 @@ class ClearDriver(driver.ComputeDriver):
         self.host.initialize()
         self.virt_type = self._choose_virt_type(assets)
         LOG.info('Clear Containers run with virt_type=%s, machine=%s, '
-                 'kernel %s', self.virt_type, CONF.clear.machine_type,
+                 'kernel %s', self.virt_type, CONF['clear'].machine_type,
                  assets.kernel_release)
 
     def _choose_virt_type(self, assets):
-        wanted = CONF.clear.virt_type
+        wanted = CONF['clear'].virt_type
         if wanted != 'auto':
             return wanted
         if not os.path.exists('/dev/kvm'):
@@ -127,7 +127,7 @@ class ClearDriver(driver.ComputeDriver):
             return 'qemu'
         t0 = time.monotonic()
         ok = self.host.probe_boot('kvm', assets, self.instances_path,
-                                  CONF.clear.kvm_probe_timeout)
+                                  CONF['clear'].kvm_probe_timeout)
         if ok:
             LOG.info('virt_type=auto: KVM probe boot succeeded in %.2fs',
                      time.monotonic() - t0)
@@ -136,7 +136,7 @@ class ClearDriver(driver.ComputeDriver):
                     'did not boot under KVM within %ds (nested or '
                     'paravirtual KVM such as kvm-pvm?); falling back to '
                     'qemu (TCG). Set [clear]virt_type to skip the probe.',
-                    CONF.clear.kvm_probe_timeout)
+                    CONF['clear'].kvm_probe_timeout)
         return 'qemu'
 
     def cleanup_host(self, host):
@@ -174,7 +174,7 @@ class ClearDriver(driver.ComputeDriver):
             if dom.isActive():
                 _state, max_mem, _mem, ncpu, _t = dom.info()
                 vcpus_used += ncpu
-                mem_used += max_mem // 1024 + CONF.clear.memory_overhead_mb
+                mem_used += max_mem // 1024 + CONF['clear'].memory_overhead_mb
         libvirt_ver, qemu_ver = self.host.version()
         return {
             'vcpus': cpus,
@@ -209,7 +209,7 @@ class ClearDriver(driver.ComputeDriver):
         # Each running Clear Container costs its QEMU process on top of the
         # flavor's memory: reserve it so placement does not overcommit.
         mem_reserved = (CONF.reserved_host_memory_mb +
-                        CONF.clear.memory_overhead_mb *
+                        CONF['clear'].memory_overhead_mb *
                         self._running_count())
         result = {
             orc.VCPU: {
@@ -270,19 +270,19 @@ class ClearDriver(driver.ComputeDriver):
         assets = self.assets.load()
         return domain.BootConfig(
             virt_type=self.virt_type or (
-                CONF.clear.virt_type if CONF.clear.virt_type != 'auto'
+                CONF['clear'].virt_type if CONF['clear'].virt_type != 'auto'
                 else 'qemu'),
-            machine_type=CONF.clear.machine_type,
+            machine_type=CONF['clear'].machine_type,
             kernel=assets.kernel,
             initrd=assets.initrd,
             acpi=assets.acpi,
             disk_path=files.disk,
             disk_format=cached_format,
             console_log=files.console_log,
-            cpu_mode=CONF.clear.cpu_mode,
-            tb_cache_mb=CONF.clear.tcg_tb_cache_mb,
-            qboot_firmware=CONF.clear.qboot_firmware,
-            cmdline_extra=CONF.clear.kernel_cmdline_extra,
+            cpu_mode=CONF['clear'].cpu_mode,
+            tb_cache_mb=CONF['clear'].tcg_tb_cache_mb,
+            qboot_firmware=CONF['clear'].qboot_firmware,
+            cmdline_extra=CONF['clear'].kernel_cmdline_extra,
         )
 
     def _define(self, instance, image_meta, files):
@@ -399,12 +399,12 @@ class ClearDriver(driver.ComputeDriver):
                                 e, instance=instance)
                 else:
                     if self.host.wait_for_shutoff(
-                            dom, CONF.clear.soft_reboot_timeout):
+                            dom, CONF['clear'].soft_reboot_timeout):
                         self._start(instance, dom, self._files(instance))
                         LOG.info('Soft reboot done', instance=instance)
                         return
                 LOG.warning('Guest did not shut down within %ds; hard '
-                            'reboot', CONF.clear.soft_reboot_timeout,
+                            'reboot', CONF['clear'].soft_reboot_timeout,
                             instance=instance)
             self._restart(context, instance, dom)
             LOG.info('Hard reboot done', instance=instance)
@@ -471,7 +471,7 @@ class ClearDriver(driver.ComputeDriver):
         files = self._files(instance)
         if self.host.find(instance.uuid) is None and not files.exists():
             raise exception.ConsoleNotAvailable()
-        return files.console_tail(CONF.clear.console_log_max_bytes)
+        return files.console_tail(CONF['clear'].console_log_max_bytes)
 
     # -- networking (a later release plugs Neutron ports) ------------------
     def plug_vifs(self, instance, network_info):

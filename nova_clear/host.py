@@ -65,6 +65,15 @@ _event_impl_lock = threading.Lock()
 _event_impl_started = False
 
 
+def _quiet_libvirt_errors():
+    # libvirt prints every error to stderr unless a handler is registered;
+    # errors reach us as exceptions anyway.
+    libvirt.registerErrorHandler(lambda ctx, err: None, None)
+
+
+_quiet_libvirt_errors()
+
+
 def _start_event_loop():
     """libvirt's default event loop, once per process, in a thread."""
     global _event_impl_started

@@ -59,10 +59,11 @@ if [ -f /lib/modules/load-order ]; then
 fi
 
 # ACPI power button -> graceful stop of the workload (agent mode).
-mkdir -p /etc/acpi
-echo "PWRF /bin/nova-clear-stop" > /etc/acpid.conf
-printf '#!/bin/sh\nkill -TERM -1\n' > /bin/nova-clear-stop
-chmod 755 /bin/nova-clear-stop
+# busybox acpid runs <conf dir>/PWRF/00000080 for the power button.
+mkdir -p /etc/acpi/PWRF
+printf '#!/bin/sh\necho "nova-clear: power button, stopping workload" > /dev/console\nkill -TERM -1\n' \
+    > /etc/acpi/PWRF/00000080
+chmod 755 /etc/acpi/PWRF/00000080
 
 [ -n "$HOSTNAME_ARG" ] && hostname "$HOSTNAME_ARG"
 
@@ -99,7 +100,7 @@ if [ -z "$WORKLOAD" ]; then
 fi
 
 # Agent mode: the workload runs under us; we power off when it ends.
-acpid -c /etc/acpi -a /etc/acpid.conf 2>/dev/null
+acpid -c /etc/acpi -l /dev/null
 mount --bind /dev /newroot/dev 2>/dev/null
 mount -t proc proc /newroot/proc 2>/dev/null
 mount -t sysfs sysfs /newroot/sys 2>/dev/null

@@ -1,0 +1,217 @@
+"""Base of the functional tests: a real libvirtd + QEMU, real guest assets,
+real nova.objects, and a local image file standing in for Glance."""
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import fixtures
+from oslo_config import fixture as config_fixture
+import testtools
+
+import libvirt
+import nova.conf
+from nova import context as nova_context
+from nova import objects
+from nova import utils as nova_utils
+from nova.virt import fake as fake_virt
+
+from nova_clear import driver as clear_driver
+from tests.functional import images
+from tests.functional import services
+
+CONF = nova.conf.CONF
+objects.register_all()
+if CONF._args is None:
+    CONF([], project='nova', default_config_files=[])
+READY_TIMEOUT = float(os.environ.get('NOVA_CLEAR_READY_TIMEOUT', '120'))
+
+
+class LocalGlance:
+    """Glance's image service, answering from local files.
+
+    Installed where nova's Glance API looks for its service, so the driver
+    downloads through ``nova.image.glance.API`` exactly as in production.
+    """
+
+    def __init__(self):
+        self.images = {}
+
+    def add(self, path, disk_format, size=None, properties=None):
+        image_id = str(uuid.uuid4())
+        self.images[image_id] = {
+            'id': image_id, 'name': os.path.basename(path),
+            'status': 'active', 'disk_format': disk_format,
+            'container_format': 'bare',
+            'size': os.path.getsize(path) if size is None else size,
+            'properties': dict(properties or {}), 'path': path,
+        }
+        return image_id
+
+    def show(self, context, image_id, include_locations=False,
+             show_deleted=True):
+        from nova import exception
+        try:
+            meta = dict(self.images[str(image_id)])
+        except KeyError:
+            raise exception.ImageNotFound(image_id=image_id)
+        meta.pop('path')
+        return meta
+
+    def download(self, context, image_id, data=None, dst_path=None,
+                 trusted_certs=None):
+        src = self.images[str(image_id)]['path']
+        with open(src, 'rb') as f:
+            if data is not None:
+                shutil.copyfileobj(f, data)
+            else:
+                with open(dst_path, 'wb') as out:
+                    shutil.copyfileobj(f, out)
+
+    def image_meta(self, image_id):
+        meta = self.show(None, image_id)
+        return objects.ImageMeta.from_dict(meta)
+
+
+class EventRecorder:
+    def __init__(self):
+        self.events = []
+        self.cond = threading.Condition()
+
+    def __call__(self, event):
+        with self.cond:
+            self.events.append(event)
+            self.cond.notify_all()
+
+    def wait_for(self, uuid, transition, timeout=30):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for e in self.events:
+                    if e.get_instance_uuid() == uuid and \
+                            e.get_transition() == transition:
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        'no %s event for %s; got %s' %
+                        (transition, uuid, [str(e) for e in self.events]))
+                self.cond.wait(left)
+
+
+class FunctionalTestCase(testtools.TestCase):
+    """Each test gets its own instances path and image cache."""
+
+    virt_type = 'qemu'
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(600, gentle=True))
+        services.ensure_libvirt()
+        self.conf = self.useFixture(config_fixture.Config(CONF))
+        self.tmp = tempfile.mkdtemp(prefix='nova-clear-ft-',
+                                    dir=os.environ.get('NOVA_CLEAR_TEST_TMP',
+                                                       '/var/tmp'))
+        # QEMU runs as libvirt-qemu and must reach the disks, as it does
+        # under nova's instances_path.
+        os.chmod(self.tmp, 0o755)
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.assets_path = images.guest_assets()
+        self.conf.config(group='clear', virt_type=self.virt_type,
+                         assets_path=self.assets_path,
+                         instances_path=os.path.join(self.tmp, 'instances'),
+                         image_cache_path=os.path.join(self.tmp, 'cache'),
+                         soft_reboot_timeout=30)
+        self.conf.config(state_path=self.tmp, instances_path=os.path.join(
+            self.tmp, 'instances'))
+        self.conf.config(group='oslo_concurrency',
+                         lock_path=os.path.join(self.tmp, 'locks'))
+        # No sudo: nova's privsep daemon starts from this venv as root.
+        helper = os.path.join(os.path.dirname(sys.executable),
+                              'privsep-helper')
+        self.conf.config(group='nova_sys_admin', helper_command=helper)
+        self.glance = LocalGlance()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.image.glance.get_default_image_service',
+            lambda: self.glance))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.image.glance.API.get_remote_image_service',
+            lambda self_, context, image_href: (self.glance, image_href)))
+        self.context = nova_context.RequestContext('fake-user', 'fake-project',
+                                                   is_admin=True)
+        self.events = EventRecorder()
+        self._next_id = 1
+
+    def make_driver(self, init=True):
+        drv = clear_driver.ClearDriver(fake_virt.FakeVirtAPI())
+        drv.register_event_listener(self.events)
+        if init:
+            drv.init_host(CONF.host)
+        return drv
+
+    def make_instance(self, image_id, memory_mb=128, vcpus=1, root_gb=1):
+        image = self.glance.show(None, image_id)
+        flavor = objects.Flavor(id=1, flavorid='clear.tiny',
+                                name='clear.tiny', memory_mb=memory_mb,
+                                vcpus=vcpus, root_gb=root_gb, ephemeral_gb=0,
+                                swap=0, extra_specs={})
+        inst_id = self._next_id
+        self._next_id += 1
+        instance = objects.Instance(
+            context=self.context, id=inst_id, uuid=str(uuid.uuid4()),
+            hostname='clear-%d' % inst_id, display_name='clear-%d' % inst_id,
+            project_id='fake-project', user_id='fake-user',
+            image_ref=image_id, flavor=flavor, vcpus=vcpus,
+            memory_mb=memory_mb, root_gb=root_gb,
+            system_metadata=nova_utils.get_system_metadata_from_image(image))
+        return instance
+
+    def spawn(self, drv, image_id, **kw):
+        instance = self.make_instance(image_id, **kw)
+        drv.spawn(self.context, instance, self.glance.image_meta(image_id),
+                  [], None, {}, network_info=None)
+        self.addCleanup(self._destroy_quietly, drv, instance)
+        return instance
+
+    def _destroy_quietly(self, drv, instance):
+        try:
+            drv.destroy(self.context, instance, None)
+        except Exception:
+            pass
+
+    def console(self, drv, instance):
+        return drv.get_console_output(self.context,
+                                      instance).decode('utf-8', 'replace')
+
+    def wait_console(self, drv, instance, needle, count=1,
+                     timeout=READY_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console(drv, instance)
+            if text.count(needle) >= count:
+                return text
+            if time.monotonic() > deadline:
+                self.fail('%r (x%d) not in the console of %s after %ss:\n%s'
+                          % (needle, count, instance.uuid, timeout,
+                             text[-3000:]))
+            time.sleep(0.2)
+
+    def wait_ready(self, drv, instance, count=1):
+        return self.wait_console(
+            drv, instance, 'nova-clear: ready %s' % instance.uuid, count)
+
+    def assert_gone(self, drv, instance):
+        """No domain, no files of the instance remain."""
+        conn = libvirt.open('qemu:///system')
+        try:
+            self.assertRaises(libvirt.libvirtError,
+                              conn.lookupByUUIDString, instance.uuid)
+        finally:
+            conn.close()
+        self.assertNotIn(instance.uuid, drv.list_instance_uuids())
+        self.assertFalse(os.path.exists(
+            os.path.join(CONF['clear'].instances_path, instance.uuid)))
