@@ -22,6 +22,7 @@ from oslo_concurrency import lockutils
 from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_utils import fileutils
+from oslo_utils.imageutils import format_inspector
 from oslo_utils import units
 
 from nova import exception
@@ -114,8 +115,7 @@ class ImageCache:
                     % {'a': actual, 'e': expected})
             if actual == 0:
                 raise _unacceptable(image_id, _('the image is empty'))
-            fmt = nova_images.do_image_deep_inspection(
-                {'disk_format': disk_format}, image_id, part)
+            fmt = _inspect_format(image_id, disk_format, part)
             info = self._inspect(image_id, part, fmt)
             os.chmod(part, 0o444)
             with open(info_path + '.tmp', 'w') as f:
@@ -159,6 +159,24 @@ class ImageCache:
         return sorted(f[:-5] for f in os.listdir(self.path)
                       if f.endswith('.json')) \
             if os.path.isdir(self.path) else []
+
+
+def _inspect_format(image_id, disk_format, path):
+    """nova's deep inspection, with a message that says what was found."""
+    try:
+        return nova_images.do_image_deep_inspection(
+            {'disk_format': disk_format}, image_id, path)
+    except exception.ImageUnacceptable as e:
+        try:
+            found = format_inspector.detect_file_format(path)
+        except format_inspector.ImageFormatError:
+            found = None
+        raise _unacceptable(
+            image_id, _('Glance says disk_format %(claimed)s but the '
+                        'content is %(found)s (%(detail)s)') %
+            {'claimed': disk_format,
+             'found': str(found) if found else 'not a known disk format',
+             'detail': e.kwargs.get('reason', e)})
 
 
 def create_overlay(cached, dest, root_gb):

@@ -26,8 +26,6 @@ from tests.functional import services
 
 CONF = nova.conf.CONF
 objects.register_all()
-if CONF._args is None:
-    CONF([], project='nova', default_config_files=[])
 READY_TIMEOUT = float(os.environ.get('NOVA_CLEAR_READY_TIMEOUT', '120'))
 
 
@@ -112,6 +110,10 @@ class FunctionalTestCase(testtools.TestCase):
         super().setUp()
         self.useFixture(fixtures.Timeout(600, gentle=True))
         services.ensure_libvirt()
+        if CONF._args is None:
+            # The config fixture's cleanup un-parses CONF; nova code reads
+            # CONF.config_file, which exists only once CONF was called.
+            CONF([], project='nova', default_config_files=[])
         self.conf = self.useFixture(config_fixture.Config(CONF))
         self.tmp = tempfile.mkdtemp(prefix='nova-clear-ft-',
                                     dir=os.environ.get('NOVA_CLEAR_TEST_TMP',

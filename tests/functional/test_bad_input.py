@@ -1,0 +1,134 @@
+"""Bad input gets a clear error and leaves nothing behind (real libvirt)."""
+
+import os
+import shutil
+
+from nova import exception
+
+from nova_clear import exception as clear_exc
+from tests.functional import base
+from tests.functional import images
+
+
+class TestBadInput(base.FunctionalTestCase):
+
+    def _instances_path(self):
+        return self.conf.conf['clear'].instances_path
+
+    def assert_nothing_left(self, drv, instance):
+        self.assert_gone(drv, instance)
+        self.assertEqual([], drv.image_cache.cached_ids())
+        leftovers = [f for f in os.listdir(drv.image_cache.path)
+                     if f != 'locks']
+        self.assertEqual([], leftovers)
+
+    def _spawn_fails(self, drv, image_id, exc_class, **kw):
+        inst = self.make_instance(image_id, **kw)
+        err = self.assertRaises(
+            exc_class, drv.spawn, self.context, inst,
+            self.glance.image_meta(image_id), [], None, {})
+        return inst, err
+
+    def _file(self, name, data):
+        path = os.path.join(self.tmp, name)
+        with open(path, 'wb') as f:
+            f.write(data)
+        return path
+
+    def test_garbage_claimed_as_qcow2(self):
+        drv = self.make_driver()
+        image = self.glance.add(self._file('garbage', os.urandom(1 << 20)),
+                                'qcow2')
+        inst, err = self._spawn_fails(drv, image, exception.ImageUnacceptable)
+        self.assertIn('Glance says disk_format qcow2 but the content is raw',
+                      str(err))
+        self.assert_nothing_left(drv, inst)
+
+    def test_truncated_qcow2(self):
+        drv = self.make_driver()
+        with open(images.disk_image('qcow2'), 'rb') as f:
+            data = f.read()
+        # Glance recorded the truncated size: only the content tells.
+        path = self._file('truncated.qcow2', data[:len(data) // 2])
+        image = self.glance.add(path, 'qcow2')
+        inst, err = self._spawn_fails(drv, image, exception.ImageUnacceptable)
+        self.assertIn('corrupt or truncated', str(err))
+        self.assert_nothing_left(drv, inst)
+
+    def test_truncated_download(self):
+        drv = self.make_driver()
+        src = images.disk_image('fs')
+        path = self._file('short.raw', open(src, 'rb').read(1 << 20))
+        image = self.glance.add(path, 'raw', size=os.path.getsize(src))
+        inst, err = self._spawn_fails(drv, image, exception.ImageUnacceptable)
+        self.assertIn('truncated', str(err))
+        self.assert_nothing_left(drv, inst)
+
+    def test_unsupported_disk_format(self):
+        drv = self.make_driver()
+        image = self.glance.add(images.disk_image('fs'), 'vmdk')
+        inst, err = self._spawn_fails(drv, image, exception.ImageUnacceptable)
+        self.assertIn('vmdk is not supported', str(err))
+        self.assert_nothing_left(drv, inst)
+
+    def test_image_larger_than_flavor_disk(self):
+        drv = self.make_driver()
+        big = os.path.join(self.tmp, 'big.qcow2')
+        shutil.copy(images.disk_image('qcow2'), big)
+        os.system('qemu-img resize -q %s 3G' % big)
+        image = self.glance.add(big, 'qcow2')
+        inst, err = self._spawn_fails(
+            drv, image, exception.FlavorDiskSmallerThanImage, root_gb=1)
+        self.assertIn('Flavor\'s disk is too small', str(err))
+        self.assert_gone(drv, inst)
+
+    def test_missing_kernel_at_spawn(self):
+        drv = self.make_driver()
+        assets = os.path.join(self.tmp, 'assets')
+        shutil.copytree(self.assets_path, assets)
+        self.conf.config(group='clear', assets_path=assets)
+        drv = self.make_driver()
+        os.unlink(os.path.join(assets, 'vmlinuz'))
+        image = self.glance.add(images.disk_image('fs'), 'raw')
+        inst, err = self._spawn_fails(drv, image,
+                                      clear_exc.GuestAssetsInvalid)
+        self.assertIn('kernel', str(err))
+        self.assertIn('nova-clear-build-guest --dest %s' % assets, str(err))
+        self.assert_nothing_left(drv, inst)
+
+    def test_corrupt_initrd_refused_at_init_host(self):
+        assets = os.path.join(self.tmp, 'assets')
+        shutil.copytree(self.assets_path, assets)
+        with open(os.path.join(assets, 'initrd.img'), 'r+b') as f:
+            f.seek(100)
+            f.write(b'\0corrupt')
+        self.conf.config(group='clear', assets_path=assets)
+        drv = self.make_driver(init=False)
+        err = self.assertRaises(clear_exc.GuestAssetsInvalid,
+                                drv.init_host, 'host')
+        self.assertIn('corrupt', str(err))
+
+    def test_libvirt_not_running(self):
+        self.conf.config(group='clear', connection_uri=(
+            'qemu:///system?socket=%s/no-libvirt-sock' % self.tmp))
+        drv = self.make_driver(init=False)
+        err = self.assertRaises(exception.HypervisorUnavailable,
+                                drv.init_host, 'host')
+        self.assertIn('Cannot reach libvirt', str(err))
+        image = self.glance.add(images.disk_image('fs'), 'raw')
+        inst, err = self._spawn_fails(drv, image,
+                                      exception.HypervisorUnavailable)
+        self.assertFalse(os.path.exists(
+            os.path.join(self._instances_path(), inst.uuid)))
+
+    def test_boot_failure_reported_by_guest(self):
+        """An image without the workload: the agent says so and stops."""
+        drv = self.make_driver()
+        image = self.glance.add(
+            images.disk_image('fs'), 'raw',
+            properties={'os_command_line': 'init=/no/such/app'})
+        inst = self.spawn(drv, image)
+        text = self.wait_console(drv, inst, 'nova-clear: error:')
+        self.assertIn('holds /no/such/app', text)
+        drv.destroy(self.context, inst, None)
+        self.assert_gone(drv, inst)
