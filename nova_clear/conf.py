@@ -95,4 +95,4 @@ def register_opts(conf):
 
 
 def list_opts():
-    return {GROUP: OPTS}
+    return [(GROUP, OPTS)]

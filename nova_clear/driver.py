@@ -15,7 +15,7 @@ from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import excutils
 from oslo_utils import units
-import os_resource_classes as orc
+import os_resource_classes as orc  # noqa: H306
 
 import libvirt
 from nova.compute import power_state
@@ -183,7 +183,8 @@ class ClearDriver(driver.ComputeDriver):
             'vcpus_used': vcpus_used,
             'memory_mb_used': mem_used,
             'local_gb_used': total_gb - free_gb,
-            'hypervisor_type': HYPERVISOR_TYPE,
+            # What libvirt's getType() says, as nova's libvirt driver shows.
+            'hypervisor_type': 'QEMU',
             'hypervisor_version': qemu_ver,
             'hypervisor_hostname': nodename,
             'uuid': nova.virt.node.get_local_node_uuid(),

@@ -191,6 +191,5 @@ def create_overlay(cached, dest, root_gb):
             flavor_size=size, image_size=cached.virtual_size)
     processutils.execute(
         'qemu-img', 'create', '-f', 'qcow2',
-        '-o', 'backing_file=%s,backing_fmt=%s' % (cached.path,
-                                                 cached.format),
+        '-o', 'backing_file=%s,backing_fmt=%s' % (cached.path, cached.format),
         dest, str(size))

@@ -2,6 +2,7 @@
 real nova.objects, and a local image file standing in for Glance."""
 
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -146,7 +147,9 @@ class FunctionalTestCase(testtools.TestCase):
         self.context = nova_context.RequestContext('fake-user', 'fake-project',
                                                    is_admin=True)
         self.events = EventRecorder()
-        self._next_id = 1
+        # Domain names (instance-%08x of the id) are host-wide: parallel
+        # test workers must not collide.
+        self._next_id = random.randrange(1, 1 << 30)
 
     def make_driver(self, init=True):
         drv = clear_driver.ClearDriver(fake_virt.FakeVirtAPI())

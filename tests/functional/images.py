@@ -89,8 +89,11 @@ def _mbr(start_sector, sectors):
 
 
 def disk_image(kind):
-    """Path of a test image: 'fs' (bare ext4, raw), 'part' (raw, MBR with
-    one ext4 partition) or 'qcow2' (the bare filesystem as qcow2)."""
+    """Path of a test image, built once.
+
+    'fs' is a bare ext4 filesystem (raw), 'part' a raw disk with an MBR
+    and one ext4 partition, 'qcow2' the bare filesystem as qcow2.
+    """
     path = os.path.join(CACHE, 'image-%s' % kind)
     with _locked('image-' + kind):
         if os.path.exists(path):

@@ -86,8 +86,10 @@ _acquired = False
 
 
 def ensure_libvirt():
-    """Make sure libvirtd answers at qemu:///system until this process
-    exits; the last test process to exit stops what the tests started."""
+    """Make sure libvirtd answers at qemu:///system until this process exits.
+
+    The last test process to exit stops what the tests started.
+    """
     global _acquired
     if _acquired and libvirt_alive():
         return

@@ -17,8 +17,10 @@ from tests.functional import images
 class TestNovaLoadsDriver(base.FunctionalTestCase):
 
     def test_load_compute_driver_through_shim(self):
-        """compute_driver=clear.ClearDriver works from an installed
-        nova-clear (the shim lives in nova's own nova/virt/)."""
+        """compute_driver=clear.ClearDriver works from an installed copy.
+
+        The shim lives in nova's own nova/virt/ directory.
+        """
         code = (
             'import nova.conf\n'
             'from nova.virt import driver, fake\n'

@@ -1,0 +1,138 @@
+"""A small in-memory libvirt connection for unit tests.
+
+Every behaviour faked here is exercised against the real libvirtd + QEMU in
+tests/functional (define/start/destroy/undefine, states, managed save,
+metadata lookup, errors).
+"""
+
+from xml.etree import ElementTree as ET
+
+import libvirt
+
+from nova_clear import domain as domain_xml
+
+
+def _error(code, msg):
+    err = libvirt.libvirtError(msg)
+    err.err = (code, 0, msg, 0, None, None, None, 0, 0)
+    return err
+
+
+class FakeDomain:
+
+    def __init__(self, conn, xml):
+        self.conn = conn
+        self.xml = xml
+        root = ET.fromstring(xml)
+        self._name = root.findtext('name')
+        self._uuid = root.findtext('uuid')
+        self._ours = root.find('metadata/{%s}instance' %
+                               domain_xml.NS_URI) is not None
+        self.vcpus = int(root.findtext('vcpu') or 1)
+        self.memory_kib = int(root.findtext('memory') or 128) * 1024
+        self.st = libvirt.VIR_DOMAIN_SHUTOFF
+        self.saved = False
+        self.fail_start = None
+
+    def name(self):
+        return self._name
+
+    def UUIDString(self):
+        return self._uuid
+
+    def isActive(self):
+        return self.st != libvirt.VIR_DOMAIN_SHUTOFF
+
+    def state(self):
+        return [self.st, 0]
+
+    def info(self):
+        return [self.st, self.memory_kib, self.memory_kib, self.vcpus, 0]
+
+    def metadata(self, kind, uri):
+        if not self._ours or uri != domain_xml.NS_URI:
+            raise _error(libvirt.VIR_ERR_NO_DOMAIN_METADATA, 'no metadata')
+        return '<instance/>'
+
+    def createWithFlags(self, flags):
+        if self.fail_start or self.conn.fail_start:
+            raise _error(libvirt.VIR_ERR_INTERNAL_ERROR,
+                         self.fail_start or self.conn.fail_start)
+        self.st = libvirt.VIR_DOMAIN_RUNNING
+        self.saved = False
+
+    def destroyFlags(self, flags):
+        if not self.isActive():
+            raise _error(libvirt.VIR_ERR_OPERATION_INVALID, 'not running')
+        self.st = libvirt.VIR_DOMAIN_SHUTOFF
+
+    def destroy(self):
+        self.destroyFlags(0)
+
+    def undefineFlags(self, flags):
+        self.conn.domains.pop(self._uuid, None)
+
+    def shutdown(self):
+        if self.conn.guest_honours_acpi:
+            self.st = libvirt.VIR_DOMAIN_SHUTOFF
+
+    def suspend(self):
+        self.st = libvirt.VIR_DOMAIN_PAUSED
+
+    def resume(self):
+        self.st = libvirt.VIR_DOMAIN_RUNNING
+
+    def managedSave(self, flags):
+        self.st = libvirt.VIR_DOMAIN_SHUTOFF
+        self.saved = True
+
+    def hasManagedSaveImage(self, flags):
+        return self.saved
+
+
+class FakeConnection:
+
+    def __init__(self, cpus=4, memory_mb=8192):
+        self.domains = {}
+        self.cpus = cpus
+        self.memory_mb = memory_mb
+        self.fail_start = None
+        self.guest_honours_acpi = True
+
+    def isAlive(self):
+        return True
+
+    def defineXML(self, xml):
+        dom = FakeDomain(self, xml)
+        old = self.domains.get(dom.UUIDString())
+        if old is not None:
+            dom.st, dom.saved = old.st, old.saved
+        self.domains[dom.UUIDString()] = dom
+        return dom
+
+    def lookupByUUIDString(self, uuid):
+        try:
+            return self.domains[uuid]
+        except KeyError:
+            raise _error(libvirt.VIR_ERR_NO_DOMAIN, 'no domain %s' % uuid)
+
+    def lookupByName(self, name):
+        for dom in self.domains.values():
+            if dom.name() == name:
+                return dom
+        raise _error(libvirt.VIR_ERR_NO_DOMAIN, 'no domain %s' % name)
+
+    def listAllDomains(self, flags):
+        return list(self.domains.values())
+
+    def getInfo(self):
+        return ['x86_64', self.memory_mb, self.cpus, 2000, 1, 1, 4, 1]
+
+    def getHostname(self):
+        return 'fakehost'
+
+    def getLibVersion(self):
+        return 9000000
+
+    def getVersion(self):
+        return 7002000

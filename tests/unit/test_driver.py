@@ -1,0 +1,308 @@
+"""ClearDriver with a fake libvirt connection (no daemons)."""
+
+import os
+from unittest import mock
+
+import fixtures
+from oslo_config import fixture as config_fixture
+import testtools
+
+import libvirt
+from nova.compute import power_state
+from nova.compute import provider_tree
+import nova.conf
+from nova import context as nova_context
+from nova import exception
+from nova import objects
+from nova.virt import driver as nova_driver
+from nova.virt import event as virtevent
+from nova.virt import fake as fake_virt
+
+from nova_clear import driver as clear_driver
+from nova_clear import exception as clear_exc
+from nova_clear.guest import assets
+from nova_clear import host as clear_host
+from nova_clear.images import disk as disk_images
+from tests.unit import fake_libvirt
+
+CONF = nova.conf.CONF
+objects.register_all()
+
+
+class TestPowerStateMapping(testtools.TestCase):
+
+    def test_states(self):
+        m = clear_host.power_state_of
+        self.assertEqual(power_state.RUNNING,
+                         m(libvirt.VIR_DOMAIN_RUNNING))
+        self.assertEqual(power_state.RUNNING,
+                         m(libvirt.VIR_DOMAIN_BLOCKED))
+        self.assertEqual(power_state.PAUSED, m(libvirt.VIR_DOMAIN_PAUSED))
+        self.assertEqual(power_state.SHUTDOWN,
+                         m(libvirt.VIR_DOMAIN_SHUTOFF))
+        self.assertEqual(power_state.SHUTDOWN,
+                         m(libvirt.VIR_DOMAIN_SHUTDOWN))
+        self.assertEqual(power_state.CRASHED, m(libvirt.VIR_DOMAIN_CRASHED))
+        self.assertEqual(power_state.SUSPENDED,
+                         m(libvirt.VIR_DOMAIN_PMSUSPENDED))
+        self.assertEqual(power_state.NOSTATE, m(99))
+
+    def test_lifecycle_events(self):
+        t = clear_host.lifecycle_transition
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_STARTED,
+                         t(libvirt.VIR_DOMAIN_EVENT_STARTED, 0))
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_STOPPED,
+                         t(libvirt.VIR_DOMAIN_EVENT_STOPPED,
+                           libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED))
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_SUSPENDED,
+                         t(libvirt.VIR_DOMAIN_EVENT_STOPPED,
+                           libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED))
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_PAUSED,
+                         t(libvirt.VIR_DOMAIN_EVENT_SUSPENDED, 0))
+        self.assertIsNone(t(libvirt.VIR_DOMAIN_EVENT_SUSPENDED,
+                            libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED))
+        self.assertIsNone(t(libvirt.VIR_DOMAIN_EVENT_DEFINED, 0))
+
+
+class DriverTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.conf = self.useFixture(config_fixture.Config(CONF))
+        asset_dir = os.path.join(self.tmp, 'assets')
+        os.makedirs(asset_dir)
+        for name in ('vmlinuz', 'initrd.img'):
+            with open(os.path.join(asset_dir, name), 'wb') as f:
+                f.write(name.encode())
+        assets.write_manifest(asset_dir, 'vmlinuz', 'initrd.img', 'test',
+                              acpi=True, virtio_mmio_cmdline=False)
+        self.conf.config(group='clear', assets_path=asset_dir,
+                         virt_type='qemu', soft_reboot_timeout=0,
+                         instances_path=os.path.join(self.tmp, 'inst'),
+                         memory_overhead_mb=50)
+        self.conf.config(host='fakehost', reserved_host_memory_mb=512,
+                         reserved_host_disk_mb=0, reserved_host_cpus=0)
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.node.get_local_node_uuid', return_value='node-uuid'))
+        self.conn = fake_libvirt.FakeConnection()
+        self.useFixture(fixtures.MockPatchObject(
+            clear_host.Host, 'get_connection', return_value=self.conn))
+        self.useFixture(fixtures.MockPatchObject(
+            clear_host.Host, 'initialize'))
+        self.cached = disk_images.CachedImage(
+            'img', os.path.join(self.tmp, 'base'), 'raw', 1 << 20)
+        self.useFixture(fixtures.MockPatchObject(
+            disk_images.ImageCache, 'get', return_value=self.cached))
+
+        def overlay(cached, dest, root_gb):
+            with open(dest, 'wb') as f:
+                f.write(b'qcow2')
+        self.useFixture(fixtures.MockPatch(
+            'nova_clear.images.disk.create_overlay', side_effect=overlay))
+        self.drv = clear_driver.ClearDriver(fake_virt.FakeVirtAPI())
+        self.drv.init_host('fakehost')
+        self.ctx = nova_context.RequestContext('u', 'p', is_admin=True)
+
+    def instance(self, n=1):
+        flavor = objects.Flavor(name='t', vcpus=1, memory_mb=128, root_gb=1,
+                                ephemeral_gb=0, swap=0, extra_specs={})
+        return objects.Instance(
+            id=n, uuid='00000000-0000-0000-0000-%012d' % n,
+            hostname='h%d' % n, display_name='h%d' % n, project_id='p',
+            user_id='u', image_ref='img', flavor=flavor,
+            system_metadata={})
+
+    def image_meta(self):
+        return objects.ImageMeta.from_dict({'id': 'img',
+                                            'disk_format': 'raw'})
+
+    def spawn(self, inst, **kw):
+        self.drv.spawn(self.ctx, inst, self.image_meta(), [], None, {}, **kw)
+
+    def inst_dir(self, inst):
+        return os.path.join(self.tmp, 'inst', inst.uuid)
+
+
+class TestDriver(DriverTestCase):
+
+    def test_capabilities_are_explicit(self):
+        self.assertEqual(set(nova_driver.ComputeDriver.capabilities),
+                         set(self.drv.capabilities))
+
+    def test_spawn_defines_starts_and_records_xml(self):
+        inst = self.instance()
+        self.spawn(inst)
+        self.assertEqual(power_state.RUNNING,
+                         self.drv.get_info(inst).state)
+        with open(os.path.join(self.inst_dir(inst), 'domain.xml')) as f:
+            self.assertIn("machine=\"microvm\"", f.read())
+        self.assertEqual([inst.name], self.drv.list_instances())
+        self.assertEqual([inst.uuid], self.drv.list_instance_uuids())
+        self.assertRaises(exception.InstanceExists, self.spawn, inst)
+
+    def test_foreign_domains_are_not_listed(self):
+        self.conn.defineXML('<domain><name>other</name>'
+                            '<uuid>99999999-0000-0000-0000-000000000000'
+                            '</uuid></domain>')
+        self.assertEqual([], self.drv.list_instances())
+
+    def test_spawn_failure_leaves_nothing(self):
+        self.conn.fail_start = 'qemu exploded'
+        inst = self.instance()
+        err = self.assertRaises(clear_exc.ClearContainerStartFailed,
+                                self.spawn, inst)
+        self.assertIn('qemu exploded', str(err))
+        self.assertEqual({}, self.conn.domains)
+        self.assertFalse(os.path.exists(self.inst_dir(inst)))
+
+    def test_spawn_image_failure_leaves_nothing(self):
+        disk_images.ImageCache.get.side_effect = \
+            exception.ImageUnacceptable(image_id='img', reason='bad')
+        inst = self.instance()
+        self.assertRaises(exception.ImageUnacceptable, self.spawn, inst)
+        self.assertEqual({}, self.conn.domains)
+        self.assertFalse(os.path.exists(self.inst_dir(inst)))
+
+    def test_spawn_refuses_networks_and_volumes(self):
+        inst = self.instance()
+        self.assertRaises(exception.InstanceDeployFailure, self.spawn, inst,
+                          network_info=[{'id': 'port'}])
+        self.assertRaises(
+            exception.InstanceDeployFailure, self.spawn, inst,
+            block_device_info={'block_device_mapping': [{'x': 1}]})
+        self.assertFalse(os.path.exists(self.inst_dir(inst)))
+
+    def test_spawn_powered_off(self):
+        inst = self.instance()
+        self.spawn(inst, power_on=False)
+        self.assertEqual(power_state.SHUTDOWN,
+                         self.drv.get_info(inst).state)
+
+    def test_destroy(self):
+        inst = self.instance()
+        self.spawn(inst)
+        self.drv.destroy(self.ctx, inst, None)
+        self.assertEqual({}, self.conn.domains)
+        self.assertFalse(os.path.exists(self.inst_dir(inst)))
+        self.assertRaises(exception.InstanceNotFound, self.drv.get_info, inst)
+        self.drv.destroy(self.ctx, inst, None)  # twice is fine
+
+    def test_destroy_keeping_disks(self):
+        inst = self.instance()
+        self.spawn(inst)
+        self.drv.destroy(self.ctx, inst, None, destroy_disks=False)
+        self.assertEqual({}, self.conn.domains)
+        self.assertTrue(os.path.exists(os.path.join(self.inst_dir(inst),
+                                                    'disk')))
+
+    def test_power_off_graceful_and_forced(self):
+        inst = self.instance()
+        self.spawn(inst)
+        self.drv.power_off(inst, timeout=5, retry_interval=1)
+        self.assertEqual(power_state.SHUTDOWN, self.drv.get_info(inst).state)
+        self.drv.power_on(self.ctx, inst, None)
+        self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+        self.conn.guest_honours_acpi = False
+        self.drv.power_off(inst, timeout=0.5, retry_interval=0.2)
+        self.assertEqual(power_state.SHUTDOWN, self.drv.get_info(inst).state)
+
+    def test_soft_reboot_falls_back_to_hard(self):
+        inst = self.instance()
+        self.spawn(inst)
+        self.conn.guest_honours_acpi = False
+        self.drv.reboot(self.ctx, inst, None, 'SOFT')
+        self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+
+    def test_pause_suspend(self):
+        inst = self.instance()
+        self.spawn(inst)
+        self.drv.pause(inst)
+        self.assertEqual(power_state.PAUSED, self.drv.get_info(inst).state)
+        self.drv.unpause(inst)
+        self.drv.suspend(self.ctx, inst)
+        self.assertEqual(power_state.SUSPENDED,
+                         self.drv.get_info(inst).state)
+        self.drv.resume(self.ctx, inst, None)
+        self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+
+    def test_missing_kernel_fails_spawn(self):
+        os.unlink(os.path.join(self.tmp, 'assets', 'vmlinuz'))
+        inst = self.instance()
+        self.assertRaises(clear_exc.GuestAssetsInvalid, self.spawn, inst)
+        self.assertFalse(os.path.exists(self.inst_dir(inst)))
+
+    def test_console_output(self):
+        inst = self.instance()
+        self.assertRaises(exception.ConsoleNotAvailable,
+                          self.drv.get_console_output, self.ctx, inst)
+        self.spawn(inst)
+        with mock.patch('nova.privsep.path.last_bytes',
+                        return_value=(b'tail', 10)) as last:
+            with open(os.path.join(self.inst_dir(inst), 'console.log'),
+                      'w'):
+                pass
+            self.assertEqual(b'tail',
+                             self.drv.get_console_output(self.ctx, inst))
+            last.assert_called_once_with(
+                os.path.join(self.inst_dir(inst), 'console.log'),
+                CONF['clear'].console_log_max_bytes)
+
+
+class TestInventory(DriverTestCase):
+
+    def test_provider_tree(self):
+        tree = provider_tree.ProviderTree()
+        tree.new_root('fakehost', 'rp')
+        self.drv.update_provider_tree(tree, 'fakehost')
+        inv = tree.data('fakehost').inventory
+        self.assertEqual(4, inv['VCPU']['total'])
+        self.assertEqual(8192, inv['MEMORY_MB']['total'])
+        self.assertEqual(512, inv['MEMORY_MB']['reserved'])
+        self.assertIn('DISK_GB', inv)
+        self.assertEqual(CONF.initial_cpu_allocation_ratio,
+                         inv['VCPU']['allocation_ratio'])
+        traits = tree.data('fakehost').traits
+        self.assertIn('CUSTOM_CLEAR_CONTAINERS', traits)
+        self.assertIn('COMPUTE_IMAGE_TYPE_RAW', traits)
+        self.assertNotIn('COMPUTE_IMAGE_TYPE_ISO', traits)
+        # Two running instances reserve their QEMU overhead.
+        self.spawn(self.instance(1))
+        self.spawn(self.instance(2))
+        self.drv.update_provider_tree(tree, 'fakehost')
+        self.assertEqual(512 + 2 * 50,
+                         tree.data('fakehost').inventory['MEMORY_MB']
+                         ['reserved'])
+
+    def test_available_resource(self):
+        self.spawn(self.instance(1))
+        res = self.drv.get_available_resource('fakehost')
+        self.assertEqual(4, res['vcpus'])
+        self.assertEqual(1, res['vcpus_used'])
+        self.assertEqual(128 + 50, res['memory_mb_used'])
+        self.assertEqual('QEMU', res['hypervisor_type'])
+        self.assertEqual([('x86_64', 'qemu', 'hvm')],
+                         res['supported_instances'])
+        self.assertEqual(['fakehost'], self.drv.get_available_nodes())
+
+
+class TestVirtTypeChoice(DriverTestCase):
+
+    def test_auto_falls_back_when_probe_fails(self):
+        self.conf.config(group='clear', virt_type='auto')
+        with mock.patch('os.path.exists', return_value=True), \
+                mock.patch.object(clear_host.Host, 'probe_boot',
+                                  return_value=False) as probe:
+            self.assertEqual('qemu', self.drv._choose_virt_type(
+                assets.AssetStore(CONF['clear'].assets_path).load()))
+            probe.assert_called_once()
+        with mock.patch('os.path.exists', return_value=True), \
+                mock.patch.object(clear_host.Host, 'probe_boot',
+                                  return_value=True):
+            self.assertEqual('kvm', self.drv._choose_virt_type(None))
+
+    def test_explicit_type_skips_probe(self):
+        self.conf.config(group='clear', virt_type='kvm')
+        with mock.patch.object(clear_host.Host, 'probe_boot') as probe:
+            self.assertEqual('kvm', self.drv._choose_virt_type(None))
+            probe.assert_not_called()

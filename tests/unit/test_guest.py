@@ -1,0 +1,174 @@
+"""Guest assets: the cpio writer, the builder's pure parts, the store."""
+
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from unittest import mock
+
+import fixtures
+import testtools
+
+from nova_clear import exception as clear_exc
+from nova_clear.guest import assets
+from nova_clear.guest import build
+from nova_clear.guest import cpio
+
+
+def parse_newc(data):
+    """Minimal reader of newc archives, for checking the writer."""
+    out, pos = [], 0
+    while True:
+        head = data[pos:pos + 110]
+        assert head[:6] == b'070701', head[:6]
+        f = [int(head[6 + 8 * i:14 + 8 * i], 16) for i in range(13)]
+        mode, filesize, rmaj, rmin, namesize = f[1], f[6], f[9], f[10], f[11]
+        name = data[pos + 110:pos + 110 + namesize - 1].decode()
+        pos += 110 + namesize
+        pos += (4 - pos % 4) % 4
+        body = data[pos:pos + filesize]
+        pos += filesize
+        pos += (4 - pos % 4) % 4
+        if name == 'TRAILER!!!':
+            return out
+        out.append((name, mode, body, rmaj, rmin))
+
+
+class TestCpio(testtools.TestCase):
+
+    def test_round_trip(self):
+        archive = cpio.pack([
+            cpio.directory('bin'),
+            cpio.regular('bin/busybox', b'\x7fELF' * 3, perm=0o755),
+            cpio.symlink('bin/sh', 'busybox'),
+            cpio.chardev('dev/console', 5, 1),
+        ])
+        entries = parse_newc(archive)
+        self.assertEqual(['bin', 'bin/busybox', 'bin/sh', 'dev/console'],
+                         [e[0] for e in entries])
+        self.assertTrue(stat.S_ISDIR(entries[0][1]))
+        self.assertEqual(b'\x7fELF' * 3, entries[1][2])
+        self.assertEqual(0o755, entries[1][1] & 0o777)
+        self.assertEqual(b'busybox', entries[2][2])
+        self.assertTrue(stat.S_ISCHR(entries[3][1]))
+        self.assertEqual((5, 1), entries[3][3:])
+        self.assertEqual(0, len(archive) % 4)
+
+    def test_reproducible_and_no_duplicates(self):
+        items = [cpio.regular('init', b'#!/bin/sh\n')]
+        self.assertEqual(cpio.pack(items), cpio.pack(items))
+        self.assertRaises(ValueError, cpio.pack, items + items)
+
+
+class TestBuildHelpers(testtools.TestCase):
+
+    def test_module_depends(self):
+        data = b'junk\0license=GPL\0depends=virtio,virtio_ring\0name=x\0'
+        self.assertEqual(['virtio', 'virtio_ring'],
+                         build.module_depends(data))
+        self.assertEqual([], build.module_depends(b'\0depends=\0'))
+        self.assertEqual([], build.module_depends(b'nothing here'))
+
+    def test_module_name(self):
+        self.assertEqual('virtio_blk', build.module_name('/x/virtio_blk.ko'))
+        self.assertEqual('crc32_pclmul',
+                         build.module_name('crc32-pclmul.ko.xz'))
+
+    def test_order_dependencies_first(self):
+        deps = {'virtio_blk': ['virtio', 'virtio_ring'],
+                'virtio': [], 'virtio_ring': ['virtio'], 'overlay': []}
+        order = build.order_modules(['virtio_blk', 'overlay', 'ext4'],
+                                    dict.fromkeys(deps, 'path'), {'ext4'},
+                                    deps.__getitem__)
+        self.assertEqual(['virtio', 'virtio_ring', 'virtio_blk', 'overlay'],
+                         order)
+
+    def test_order_errors(self):
+        self.assertRaises(build.BuildError, build.order_modules, ['nope'],
+                          {}, set(), lambda n: [])
+        cyc = {'a': ['b'], 'b': ['a']}
+        self.assertRaises(build.BuildError, build.order_modules, ['a'],
+                          dict.fromkeys(cyc, 'p'), set(), cyc.__getitem__)
+
+    def test_initramfs_layout(self):
+        entries = build.initramfs_entries(b'#!init', b'BB',
+                                          [('virtio', b'ko1'),
+                                           ('virtio_blk', b'ko2')])
+        by_name = {e.name: e for e in entries}
+        self.assertEqual(b'#!init', by_name['init'].data)
+        self.assertEqual(0o755, by_name['init'].mode & 0o777)
+        self.assertTrue(stat.S_ISCHR(by_name['dev/console'].mode))
+        self.assertEqual(b'virtio.ko\nvirtio_blk.ko\n',
+                         by_name['lib/modules/load-order'].data)
+
+    def test_init_script_is_packaged(self):
+        self.assertTrue(build.init_script().startswith(b'#!/bin/busybox sh'))
+
+
+class TestAssetStore(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.dir = self.useFixture(fixtures.TempDir()).path
+        for name, data in (('vmlinuz', b'kernel'), ('initrd.img', b'init')):
+            with open(os.path.join(self.dir, name), 'wb') as f:
+                f.write(data)
+        assets.write_manifest(self.dir, 'vmlinuz', 'initrd.img', '6.1-test',
+                              acpi=True, virtio_mmio_cmdline=False)
+
+    def test_load(self):
+        a = assets.AssetStore(self.dir).load()
+        self.assertEqual(os.path.join(self.dir, 'vmlinuz'), a.kernel)
+        self.assertEqual('6.1-test', a.kernel_release)
+        self.assertTrue(a.acpi)
+        with open(os.path.join(self.dir, 'manifest.json')) as f:
+            m = json.load(f)
+        self.assertEqual(hashlib.sha256(b'kernel').hexdigest(),
+                         m['kernel']['sha256'])
+
+    def _fails(self, text):
+        err = self.assertRaises(clear_exc.GuestAssetsInvalid,
+                                assets.AssetStore(self.dir).load)
+        self.assertIn(text, str(err))
+        self.assertIn('nova-clear-build-guest --dest %s' % self.dir,
+                      str(err))
+
+    def test_missing_manifest(self):
+        os.unlink(os.path.join(self.dir, 'manifest.json'))
+        self._fails('manifest.json is missing')
+
+    def test_unreadable_manifest(self):
+        with open(os.path.join(self.dir, 'manifest.json'), 'w') as f:
+            f.write('{not json')
+        self._fails('cannot read')
+
+    def test_missing_kernel(self):
+        os.unlink(os.path.join(self.dir, 'vmlinuz'))
+        self._fails('the kernel')
+
+    def test_corrupt_initrd(self):
+        with open(os.path.join(self.dir, 'initrd.img'), 'wb') as f:
+            f.write(b'tampered')
+        self._fails('initramfs')
+
+    def test_hash_only_when_changed(self):
+        store = assets.AssetStore(self.dir)
+        with mock.patch.object(assets, 'sha256_file',
+                               wraps=assets.sha256_file) as spy:
+            store.load()
+            store.load()
+            self.assertEqual(2, spy.call_count)  # kernel + initrd, once
+            with open(os.path.join(self.dir, 'vmlinuz'), 'ab') as f:
+                f.write(b'x')
+            self.assertRaises(clear_exc.GuestAssetsInvalid, store.load)
+            self.assertEqual(3, spy.call_count)
+
+
+class TestBuildMain(testtools.TestCase):
+
+    def test_error_is_reported_not_raised(self):
+        with tempfile.TemporaryDirectory() as d:
+            with mock.patch.object(build, 'build',
+                                   side_effect=build.BuildError('boom')):
+                self.assertEqual(1, build.main(['--dest', d]))
