@@ -54,6 +54,8 @@ def qemu_floor(assets, image_path, workdir, virt_type, cmdline):
     """Direct QEMU, same kernel/initrd/cmdline/disk -> readiness line."""
     log = os.path.join(workdir, 'qemu-floor.log')
     disk = os.path.join(workdir, 'qemu-floor.qcow2')
+    if os.path.exists(log):
+        os.unlink(log)
     subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b',
                     image_path, '-F', 'raw', disk, '1G'], check=True)
     accel = 'kvm' if virt_type == 'kvm' else 'tcg,tb-size=32'
