@@ -1,0 +1,1 @@
+"""Deployment helpers shared by the all-in-one and the devstack plugin."""

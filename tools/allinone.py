@@ -1,0 +1,997 @@
+"""All-in-one OpenStack with nova-clear on one Debian 12 machine.
+
+Run through ``tools/allinone`` (which installs the Debian packages and the
+venv first).  Every service runs in the background on 127.0.0.1, started
+by this program in its own process group; ``stop`` ends exactly those, by
+the PIDs recorded in ``$AIO_HOME/run``.  Logs: ``$AIO_HOME/logs``.
+
+Subcommands: ``up`` (start + bootstrap + demo boot), ``start`` (start +
+bootstrap, no demo), ``boot`` (the demo: one or more servers through the
+API, timed), ``status``, ``stop``, ``restart SERVICE``.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from nova_clear.deploy import nova_conf  # noqa: E402
+
+AIO_HOME = os.environ.get('AIO_HOME', '/opt/nova-clear-aio')
+VENV = os.environ.get('AIO_VENV', os.path.join(AIO_HOME, 'venv'))
+BIN = os.path.join(VENV, 'bin')
+ETC = os.path.join(AIO_HOME, 'etc')
+DATA = os.path.join(AIO_HOME, 'data')
+LOGS = os.path.join(AIO_HOME, 'logs')
+RUN = os.path.join(AIO_HOME, 'run')
+STATE = os.path.join(AIO_HOME, 'aio.json')
+ASSETS = os.environ.get('AIO_ASSETS', '/var/lib/nova-clear/guest')
+INSTANCES = os.path.join(DATA, 'nova', 'instances')
+VIRT_TYPE = os.environ.get('AIO_VIRT_TYPE', 'auto')
+KVM_PROBE_TIMEOUT = int(os.environ.get('AIO_KVM_PROBE_TIMEOUT', '8'))
+HOST = '127.0.0.1'
+MYSQL_SOCK = '/run/mysqld/mysqld.sock'
+REGION = 'RegionOne'
+COMPUTE_MICROVERSION = '2.90'
+
+PORTS = {'keystone': 5000, 'glance': 9292, 'placement': 8778,
+         'neutron': 9696, 'nova-api': 8774, 'mariadb': 3306,
+         'rabbitmq': 5672}
+WSGI = {'keystone': 'keystone.wsgi.api:application',
+        'glance': 'glance.wsgi.api:application',
+        'placement': 'placement.wsgi.api:application',
+        'neutron': 'neutron.wsgi.api:application',
+        'nova-api': 'nova.wsgi.osapi_compute:application'}
+# start order; stop goes the other way
+SERVICES = ['mariadb', 'epmd', 'rabbitmq', 'keystone', 'glance',
+            'placement', 'neutron', 'nova-api', 'nova-conductor',
+            'nova-scheduler', 'nova-compute']
+FLAVORS = {
+    # name: (ram MiB, vcpus, disk GB, extra specs)
+    'clear.tiny': (128, 1, 1, {}),
+    'clear.tiny.cc': (128, 1, 1,
+                      {'trait:CUSTOM_CLEAR_CONTAINERS': 'required'}),
+}
+IMAGE = 'clear-busybox'
+IMAGE_EXIT = 'clear-busybox-exit'
+EXIT_COMMAND = ('init=/bin/sh -- -c '
+                '"echo hello from a Clear Container; exit 3"')
+WORKLOAD_LINE = 'disk-init: up on'
+
+
+class Failure(Exception):
+    """A step failed; ``log`` names the log file that explains it."""
+
+    def __init__(self, msg, log=None):
+        super().__init__(msg)
+        self.log = log
+
+
+def say(msg):
+    print('[allinone %s] %s' % (time.strftime('%H:%M:%S'), msg), flush=True)
+
+
+def log_path(name):
+    return os.path.join(LOGS, '%s.log' % name)
+
+
+def run(cmd, log=None, env=None, check=True, input=None):
+    """Run a command, output appended to ``log`` (a service name)."""
+    path = log_path(log or 'bootstrap')
+    with open(path, 'a') as f:
+        f.write('\n$ %s\n' % ' '.join(shlex.quote(c) for c in cmd))
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
+                              env=env, input=input,
+                              text=True if input else None)
+    if check and proc.returncode:
+        raise Failure('%s exited %d' % (' '.join(cmd[:3]), proc.returncode),
+                      path)
+    return proc.returncode
+
+
+def tail(path, lines=40):
+    try:
+        with open(path, 'rb') as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            data = f.read().decode('utf-8', 'replace').splitlines()
+    except OSError:
+        return ''
+    return '\n'.join(data[-lines:])
+
+
+def wait_for(predicate, timeout, what, log=None, interval=0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Failure:
+            raise
+        except Exception:  # noqa: BLE001 - retried until the deadline
+            pass
+        time.sleep(interval)
+    raise Failure('timed out after %ds waiting for %s' % (timeout, what),
+                  log)
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((HOST, port)) == 0
+
+
+# -- state -----------------------------------------------------------------
+
+def load_state():
+    try:
+        with open(STATE) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(state):
+    tmp = STATE + '.tmp'
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+              'w') as f:
+        json.dump(state, f, indent=2, sort_keys=True)
+    os.replace(tmp, STATE)
+
+
+def passwords():
+    state = load_state()
+    pw = state.get('passwords')
+    if not pw:
+        pw = {k: secrets.token_hex(12) for k in
+              ('admin', 'db', 'glance', 'placement', 'neutron', 'nova')}
+        state['passwords'] = pw
+        save_state(state)
+    return pw
+
+
+# -- processes ---------------------------------------------------------------
+
+def pidfile(name):
+    return os.path.join(RUN, '%s.pid' % name)
+
+
+def running_pid(name):
+    """PID of our ``name`` if it is still the process we started."""
+    try:
+        with open(pidfile(name)) as f:
+            pid, token = f.read().split(None, 1)
+        pid = int(pid)
+        with open('/proc/%d/stat' % pid) as f:
+            start = f.read().rsplit(')', 1)[1].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if start == token.strip() else None
+
+
+def start_process(name, cmd, env=None, cwd=None, user=None):
+    if running_pid(name):
+        return False
+    if user:
+        cmd = ['setpriv', '--reuid', user, '--regid', user,
+               '--init-groups'] + cmd
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    with open(log_path(name), 'a') as log:
+        log.write('\n=== %s starting: %s\n' % (
+            time.strftime('%Y-%m-%d %H:%M:%S'), ' '.join(cmd)))
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=full_env,
+                                cwd=cwd, start_new_session=True)
+    # the start time tells our process from a later one with the same PID
+    with open('/proc/%d/stat' % proc.pid) as f:
+        start = f.read().rsplit(')', 1)[1].split()[19]
+    with open(pidfile(name), 'w') as f:
+        f.write('%d %s\n' % (proc.pid, start))
+    return True
+
+
+def stop_process(name, timeout=20):
+    pid = running_pid(name)
+    if not pid:
+        if os.path.exists(pidfile(name)):
+            os.unlink(pidfile(name))
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.2)
+    if _group_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os.unlink(pidfile(name))
+    return True
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    # zombies of our own (none: children were not ours) do not count
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != 'Z':
+            return True
+    return False
+
+
+def ensure_alive(name, seconds=0):
+    """Fail with the service's log when it died (after ``seconds``)."""
+    end = time.monotonic() + seconds
+    while True:
+        if not running_pid(name):
+            raise Failure('%s exited' % name, log_path(name))
+        if time.monotonic() >= end:
+            return
+        time.sleep(0.2)
+
+
+# -- configuration -----------------------------------------------------------
+
+def write_ini(path, sections):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    lines = []
+    for section, values in sections.items():
+        lines.append('[%s]' % section)
+        for k, v in values.items():
+            lines.append('%s = %s' % (k, v))
+        lines.append('')
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640),
+              'w') as f:
+        f.write('\n'.join(lines))
+
+
+def ks_auth(user, password):
+    return {'auth_type': 'password',
+            'auth_url': 'http://%s:5000/v3' % HOST,
+            'username': user, 'password': password,
+            'user_domain_name': 'Default', 'project_name': 'service',
+            'project_domain_name': 'Default', 'region_name': REGION}
+
+
+def authtoken(user, password):
+    d = ks_auth(user, password)
+    d['www_authenticate_uri'] = d['auth_url']
+    d.pop('region_name')
+    return d
+
+
+def mysql_url(db, pw):
+    return 'mysql+pymysql://aio:%s@%s/%s?charset=utf8' % (pw['db'], HOST, db)
+
+
+def sqlite_url(name):
+    return 'sqlite:///%s' % os.path.join(DATA, '%s.sqlite' % name)
+
+
+def rabbit_url():
+    return 'rabbit://guest:guest@%s:5672/' % HOST
+
+
+def write_configs(pw):
+    lock = os.path.join(DATA, 'locks')
+    write_ini(os.path.join(ETC, 'keystone', 'keystone.conf'), {
+        'DEFAULT': {'log_file': log_path('keystone-app')},
+        'database': {'connection': sqlite_url('keystone')},
+        'token': {'provider': 'fernet'},
+        'fernet_tokens': {'key_repository':
+                          os.path.join(ETC, 'keystone', 'fernet-keys')},
+        'credential': {'key_repository':
+                       os.path.join(ETC, 'keystone', 'credential-keys')},
+        # a test cloud: bcrypt's default cost makes each token take ~1 s
+        'identity': {'password_hash_rounds': '4'},
+    })
+    glance_dir = os.path.join(ETC, 'glance')
+    write_ini(os.path.join(glance_dir, 'glance-api.conf'), {
+        'DEFAULT': {'log_file': log_path('glance-app'),
+                    'enabled_backends': 'fs:file',
+                    'bind_host': HOST},
+        'database': {'connection': sqlite_url('glance')},
+        'glance_store': {'default_backend': 'fs'},
+        'fs': {'filesystem_store_datadir': os.path.join(DATA, 'images')},
+        'os_glance_staging_store': {'filesystem_store_datadir':
+                                    os.path.join(DATA, 'glance-staging')},
+        'os_glance_tasks_store': {'filesystem_store_datadir':
+                                  os.path.join(DATA, 'glance-tasks')},
+        'keystone_authtoken': authtoken('glance', pw['glance']),
+        'paste_deploy': {'flavor': 'keystone'},
+        'oslo_concurrency': {'lock_path': lock},
+    })
+    shutil.copy(os.path.join(VENV, 'etc', 'glance', 'glance-api-paste.ini'),
+                glance_dir)
+    write_ini(os.path.join(ETC, 'placement', 'placement.conf'), {
+        'DEFAULT': {'log_file': log_path('placement-app')},
+        'placement_database': {'connection': sqlite_url('placement')},
+        'api': {'auth_strategy': 'keystone'},
+        'keystone_authtoken': authtoken('placement', pw['placement']),
+    })
+    neutron_dir = os.path.join(ETC, 'neutron')
+    write_ini(os.path.join(neutron_dir, 'neutron.conf'), {
+        'DEFAULT': {'log_file': log_path('neutron-app'),
+                    'core_plugin': 'ml2', 'service_plugins': '',
+                    'auth_strategy': 'keystone',
+                    'transport_url': rabbit_url(),
+                    'notify_nova_on_port_status_changes': 'false',
+                    'notify_nova_on_port_data_changes': 'false',
+                    'api_paste_config':
+                        os.path.join(neutron_dir, 'api-paste.ini'),
+                    'state_path': os.path.join(DATA, 'neutron')},
+        'database': {'connection': mysql_url('neutron', pw)},
+        'keystone_authtoken': authtoken('neutron', pw['neutron']),
+        'oslo_concurrency': {'lock_path': lock},
+        'agent': {'root_helper': ''},
+    })
+    write_ini(os.path.join(neutron_dir, 'plugins', 'ml2', 'ml2_conf.ini'), {
+        'ml2': {'type_drivers': 'flat,local', 'tenant_network_types': 'local',
+                'mechanism_drivers': '', 'extension_drivers': ''},
+    })
+    shutil.copy(os.path.join(VENV, 'etc', 'neutron', 'api-paste.ini'),
+                neutron_dir)
+    nova_dir = os.path.join(ETC, 'nova')
+    common = {
+        'DEFAULT': {'transport_url': rabbit_url(),
+                    'state_path': os.path.join(DATA, 'nova'),
+                    'instances_path': INSTANCES,
+                    'my_ip': HOST, 'host': socket.gethostname(),
+                    'use_neutron': 'true'},
+        'api': {'auth_strategy': 'keystone'},
+        'keystone_authtoken': authtoken('nova', pw['nova']),
+        'service_user': dict(ks_auth('nova', pw['nova']),
+                             send_service_user_token='true'),
+        'placement': ks_auth('placement', pw['placement']),
+        'neutron': ks_auth('neutron', pw['neutron']),
+        'glance': {'api_servers': 'http://%s:9292' % HOST},
+        'oslo_concurrency': {'lock_path': lock},
+        'scheduler': {'workers': '1'},
+        'conductor': {'workers': '1'},
+        'notifications': {'notification_format': 'unversioned'},
+        'oslo_messaging_notifications': {'driver': 'noop'},
+    }
+    common['DEFAULT'].pop('use_neutron')
+    api = {k: dict(v) for k, v in common.items()}
+    api['DEFAULT']['log_file'] = log_path('nova-api-app')
+    api['api_database'] = {'connection': mysql_url('nova_api', pw)}
+    api['database'] = {'connection': mysql_url('nova_cell0', pw)}
+    write_ini(os.path.join(nova_dir, 'nova.conf'), api)
+    shutil.copy(os.path.join(VENV, 'etc', 'nova', 'api-paste.ini'), nova_dir)
+    # conductor/scheduler: the API database and cell1
+    svc = {k: dict(v) for k, v in api.items()}
+    svc['DEFAULT'].pop('log_file')
+    svc['database'] = {'connection': mysql_url('nova', pw)}
+    write_ini(os.path.join(nova_dir, 'nova-services.conf'), svc)
+    # nova-compute: no database settings at all
+    cpu = {k: dict(v) for k, v in common.items()
+           if k not in ('keystone_authtoken', 'scheduler', 'conductor')}
+    cpu['compute'] = {'max_concurrent_builds': '10'}
+    cpu_path = os.path.join(nova_dir, 'nova-cpu.conf')
+    write_ini(cpu_path, cpu)
+    # the driver's own settings: the code the devstack plugin calls too
+    nova_conf.configure(cpu_path, {
+        'virt_type': VIRT_TYPE,
+        'kvm_probe_timeout': KVM_PROBE_TIMEOUT,
+        'assets_path': ASSETS,
+    }, {'nova_sys_admin': {'helper_command':
+                           os.path.join(BIN, 'privsep-helper')}})
+    write_clouds(pw)
+
+
+def write_clouds(pw):
+    auth = {'auth_url': 'http://%s:5000/v3' % HOST, 'username': 'admin',
+            'password': pw['admin'], 'project_name': 'admin',
+            'user_domain_name': 'Default', 'project_domain_name': 'Default'}
+    clouds = {'clouds': {'nova-clear-aio': {
+        'auth': auth, 'region_name': REGION, 'identity_api_version': 3,
+        'compute_api_version': COMPUTE_MICROVERSION}}}
+    path = os.path.join(AIO_HOME, 'clouds.yaml')
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+              'w') as f:
+        json.dump(clouds, f, indent=2)  # JSON is YAML
+    rc = os.path.join(AIO_HOME, 'admin-openrc')
+    with open(os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+              'w') as f:
+        f.write(textwrap.dedent('''\
+            export OS_CLOUD=nova-clear-aio
+            export OS_CLIENT_CONFIG_FILE=%s
+            export PATH=%s:$PATH
+            ''' % (path, BIN)))
+
+
+def cli_env():
+    env = dict(os.environ)
+    env['OS_CLOUD'] = 'nova-clear-aio'
+    env['OS_CLIENT_CONFIG_FILE'] = os.path.join(AIO_HOME, 'clouds.yaml')
+    return env
+
+
+# -- services -------------------------------------------------------------
+
+def uwsgi(name, env):
+    start_process(name, [
+        os.path.join(BIN, 'uwsgi'), '--http-socket',
+        '%s:%d' % (HOST, PORTS[name]),
+        # uWSGI's http-socket does no keep-alive: tell clients so
+        '--add-header', 'Connection: close',
+        '--module', WSGI[name], '--master', '--processes', '2',
+        '--threads', '1', '--enable-threads', '--lazy-apps',
+        '--die-on-term', '--need-app', '--buffer-size', '65535',
+        '--thunder-lock', '--hook-master-start',
+        'unix_signal:15 gracefully_kill_them_all',
+        '--virtualenv', VENV, '--procname-prefix', 'aio-%s ' % name],
+        env=env)
+
+
+def wait_http(name, path, timeout=120):
+    import urllib.error
+    import urllib.request
+
+    def ok():
+        ensure_alive(name)
+        try:
+            urllib.request.urlopen('http://%s:%d%s' % (HOST, PORTS[name],
+                                                       path), timeout=5)
+        except urllib.error.HTTPError as e:
+            return e.code < 500
+        return True
+    try:
+        wait_for(ok, timeout, '%s on port %d' % (name, PORTS[name]),
+                 log_path(name))
+    except Failure as e:
+        app = log_path(name + '-app')
+        if e.log == log_path(name) and os.path.exists(app) and \
+                'ERROR' in tail(app, 60):
+            e.log = app
+        raise
+
+
+def check_port_free(name):
+    if port_open(PORTS[name]):
+        raise Failure('port %d (for %s) is taken by a process this tool '
+                      'did not start; stop it or free the port'
+                      % (PORTS[name], name))
+
+
+def start_mariadb(pw):
+    if not running_pid('mariadb'):
+        check_port_free('mariadb')
+        os.makedirs('/run/mysqld', exist_ok=True)
+        shutil.chown('/run/mysqld', 'mysql', 'mysql')
+        if not os.path.isdir('/var/lib/mysql/mysql'):
+            run(['mariadb-install-db', '--user=mysql',
+                 '--datadir=/var/lib/mysql'], 'mariadb')
+        start_process('mariadb', [
+            'mariadbd', '--user=mysql', '--bind-address=%s' % HOST,
+            '--port=3306', '--socket=%s' % MYSQL_SOCK,
+            '--skip-log-error', '--max-connections=500',
+            '--innodb-flush-log-at-trx-commit=2',
+            '--innodb-buffer-pool-size=128M'])
+    wait_for(lambda: ensure_alive('mariadb') or run(
+        ['mariadb-admin', '--socket=%s' % MYSQL_SOCK, 'ping'], 'mariadb',
+        check=False) == 0, 60, 'MariaDB', log_path('mariadb'))
+    sql = ["CREATE USER IF NOT EXISTS 'aio'@'localhost' IDENTIFIED BY '%s'"
+           % pw['db'],
+           "CREATE USER IF NOT EXISTS 'aio'@'127.0.0.1' IDENTIFIED BY '%s'"
+           % pw['db'],
+           "ALTER USER 'aio'@'localhost' IDENTIFIED BY '%s'" % pw['db'],
+           "ALTER USER 'aio'@'127.0.0.1' IDENTIFIED BY '%s'" % pw['db']]
+    for db in ('nova_api', 'nova', 'nova_cell0', 'neutron'):
+        sql.append('CREATE DATABASE IF NOT EXISTS %s CHARACTER SET utf8' % db)
+        for h in ('localhost', '127.0.0.1'):
+            sql.append("GRANT ALL PRIVILEGES ON %s.* TO 'aio'@'%s'" % (db, h))
+    run(['mariadb', '--socket=%s' % MYSQL_SOCK],
+        'mariadb', input=';\n'.join(sql) + ';\n')
+
+
+def start_rabbitmq():
+    if not running_pid('epmd'):
+        start_process('epmd', ['epmd', '-address', HOST], user='rabbitmq')
+    if not running_pid('rabbitmq'):
+        check_port_free('rabbitmq')
+        start_process('rabbitmq', ['/usr/lib/rabbitmq/bin/rabbitmq-server'],
+                      user='rabbitmq', cwd='/var/lib/rabbitmq', env={
+                          'HOME': '/var/lib/rabbitmq',
+                          'RABBITMQ_NODENAME': 'rabbit@localhost',
+                          'RABBITMQ_NODE_IP_ADDRESS': HOST,
+                          'RABBITMQ_LOGS': '-',
+                          'ERL_EPMD_ADDRESS': HOST})
+
+
+def wait_rabbitmq():
+    wait_for(lambda: ensure_alive('rabbitmq') or port_open(5672), 120,
+             'RabbitMQ on port 5672', log_path('rabbitmq'))
+
+
+def keystone_up(pw):
+    env = {'OS_KEYSTONE_CONFIG_FILES':
+           os.path.join(ETC, 'keystone', 'keystone.conf')}
+    manage = [os.path.join(BIN, 'keystone-manage'), '--config-file',
+              env['OS_KEYSTONE_CONFIG_FILES']]
+    state = load_state()
+    if not state.get('keystone_db'):
+        run(manage + ['db_sync'], 'keystone')
+        for what in ('fernet_setup', 'credential_setup'):
+            run(manage + [what, '--keystone-user', 'root',
+                          '--keystone-group', 'root'], 'keystone')
+        url = 'http://%s:5000/v3' % HOST
+        run(manage + ['bootstrap', '--bootstrap-password', pw['admin'],
+                      '--bootstrap-admin-url', url,
+                      '--bootstrap-public-url', url,
+                      '--bootstrap-internal-url', url,
+                      '--bootstrap-region-id', REGION], 'keystone')
+        state = load_state()
+        state['keystone_db'] = True
+        save_state(state)
+    if not running_pid('keystone'):
+        check_port_free('keystone')
+    uwsgi('keystone', env)
+
+
+def connection():
+    import openstack
+    pw = passwords()
+    return openstack.connect(
+        auth_url='http://%s:5000/v3' % HOST, username='admin',
+        password=pw['admin'], project_name='admin',
+        user_domain_name='Default', project_domain_name='Default',
+        region_name=REGION, compute_api_version=COMPUTE_MICROVERSION,
+        identity_api_version='3')
+
+
+def keystone_catalog(conn, pw):
+    ident = conn.identity
+    service_project = ident.find_project('service') or \
+        ident.create_project(name='service', domain_id='default',
+                             description='OpenStack services')
+    admin_role = ident.find_role('admin')
+    service_role = ident.find_role('service') or \
+        ident.create_role(name='service')
+    for user in ('glance', 'placement', 'neutron', 'nova'):
+        u = ident.find_user(user, domain_id='default')
+        if u is None:
+            u = ident.create_user(name=user, password=pw[user],
+                                  domain_id='default')
+        else:
+            ident.update_user(u, password=pw[user])
+        for role in (admin_role, service_role):
+            ident.assign_project_role_to_user(service_project, u, role)
+    catalog = [('glance', 'image', 'http://%s:9292' % HOST),
+               ('placement', 'placement', 'http://%s:8778' % HOST),
+               ('neutron', 'network', 'http://%s:9696' % HOST),
+               ('nova', 'compute', 'http://%s:8774/v2.1' % HOST)]
+    for name, stype, url in catalog:
+        svc = ident.find_service(name)
+        if svc is None:
+            svc = ident.create_service(name=name, type=stype)
+        have = {e.interface: e for e in ident.endpoints(service_id=svc.id)}
+        for interface in ('public', 'internal', 'admin'):
+            e = have.get(interface)
+            if e is None:
+                ident.create_endpoint(service_id=svc.id, interface=interface,
+                                      url=url, region_id=REGION)
+            elif e.url != url:
+                ident.update_endpoint(e, url=url)
+
+
+def services_up(pw):
+    """Everything up to a running nova-compute in cell1."""
+    t0 = time.monotonic()
+    for d in (ETC, DATA, LOGS, RUN, os.path.join(DATA, 'locks'),
+              os.path.join(DATA, 'images'), os.path.join(DATA, 'nova')):
+        os.makedirs(d, exist_ok=True)
+    os.makedirs(INSTANCES, exist_ok=True)
+    # libvirt's QEMU user must reach the instance disks
+    for d in (AIO_HOME, DATA, os.path.join(DATA, 'nova'), INSTANCES):
+        os.chmod(d, 0o755)
+    write_configs(pw)
+    say('MariaDB and RabbitMQ')
+    start_rabbitmq()          # slow to boot: overlaps with the rest
+    start_mariadb(pw)
+    say('Keystone')
+    keystone_up(pw)
+    wait_http('keystone', '/v3')
+    conn = connection()
+    keystone_catalog(conn, pw)
+    say('Glance, Placement (SQLite)')
+    genv = {'OS_GLANCE_CONFIG_DIR': os.path.join(ETC, 'glance')}
+    penv = {'OS_PLACEMENT_CONFIG_DIR': os.path.join(ETC, 'placement')}
+    nenv = {'OS_NEUTRON_CONFIG_DIR': os.path.join(ETC, 'neutron')}
+    glance_conf = os.path.join(ETC, 'glance', 'glance-api.conf')
+    placement_conf = os.path.join(ETC, 'placement', 'placement.conf')
+    neutron_confs = ['--config-file', os.path.join(ETC, 'neutron',
+                                                   'neutron.conf'),
+                     '--config-file', os.path.join(ETC, 'neutron', 'plugins',
+                                                   'ml2', 'ml2_conf.ini')]
+    state = load_state()
+    if not state.get('glance_db'):
+        run([os.path.join(BIN, 'glance-manage'), '--config-file',
+             glance_conf, 'db_sync'], 'glance')
+    if not state.get('placement_db'):
+        run([os.path.join(BIN, 'placement-manage'), '--config-file',
+             placement_conf, 'db', 'sync'], 'placement')
+    for name, env in (('glance', genv), ('placement', penv)):
+        if not running_pid(name):
+            check_port_free(name)
+        uwsgi(name, env)
+    say('Neutron API (ML2, no agents, MariaDB)')
+    if not state.get('neutron_db'):
+        run([os.path.join(BIN, 'neutron-db-manage')] + neutron_confs +
+            ['upgrade', 'heads'], 'neutron')
+    if not running_pid('neutron'):
+        check_port_free('neutron')
+    uwsgi('neutron', nenv)
+    say('Nova databases and cells v2')
+    nova_conf_path = os.path.join(ETC, 'nova', 'nova.conf')
+    svc_conf = os.path.join(ETC, 'nova', 'nova-services.conf')
+    manage = [os.path.join(BIN, 'nova-manage'), '--config-file',
+              svc_conf]
+    if not state.get('nova_db'):
+        run(manage + ['api_db', 'sync'], 'nova-manage')
+        run(manage + ['cell_v2', 'map_cell0', '--database_connection',
+                      mysql_url('nova_cell0', pw)], 'nova-manage')
+        # exit code 2: the cell exists already
+        rc = run(manage + ['cell_v2', 'create_cell', '--name', 'cell1',
+                           '--verbose'], 'nova-manage', check=False)
+        if rc not in (0, 2):
+            raise Failure('nova-manage cell_v2 create_cell exited %d' % rc,
+                          log_path('nova-manage'))
+        run(manage + ['db', 'sync'], 'nova-manage')
+    state.update(glance_db=True, placement_db=True, neutron_db=True,
+                 nova_db=True)
+    save_state(state)
+    say('Nova API, conductor, scheduler')
+    if not running_pid('nova-api'):
+        check_port_free('nova-api')
+    # nova reads <dir>/api-paste.ini and <dir>/nova.conf
+    uwsgi('nova-api', {'OS_NOVA_CONFIG_DIR': os.path.join(ETC, 'nova')})
+    wait_rabbitmq()
+    for name in ('nova-conductor', 'nova-scheduler'):
+        start_process(name, [os.path.join(BIN, name), '--config-file',
+                             svc_conf])
+    assets()
+    say('nova-compute (compute_driver = clear.ClearDriver, virt_type=%s)'
+        % VIRT_TYPE)
+    start_compute()
+    for name, path in (('glance', '/'), ('placement', '/'),
+                       ('neutron', '/'), ('nova-api', '/')):
+        wait_http(name, path)
+    neutron_warm_up(conn)
+    wait_compute(conn, manage)
+    del nova_conf_path
+    say('services up in %.1fs' % (time.monotonic() - t0))
+    return conn
+
+
+def start_compute():
+    start_process('nova-compute', [
+        os.path.join(BIN, 'nova-compute'), '--config-file',
+        os.path.join(ETC, 'nova', 'nova-cpu.conf')])
+
+
+def wait_compute_up(conn, timeout=180):
+    """nova-compute reports up; restarted when foreign domains stopped it.
+
+    The driver counts every domain carrying nova-clear's metadata as its
+    own.  A first start refuses to run while such domains exist (nova's
+    "My hypervisor has existing instances" check), e.g. while the
+    functional tests run on the same libvirtd: wait and try again.
+    """
+    host = socket.gethostname()
+    deadline = time.monotonic() + timeout
+
+    def compute_up():
+        if not running_pid('nova-compute'):
+            if 'appear to be a new service' in tail(
+                    log_path('nova-compute'), 30) and \
+                    time.monotonic() < deadline - 30:
+                say('nova-compute saw nova-clear domains it does not know '
+                    '(another user of this libvirtd?); starting it again')
+                time.sleep(5)
+                start_compute()
+                return False
+            ensure_alive('nova-compute')
+        for s in conn.compute.services(binary='nova-compute', host=host):
+            return s.state == 'up'
+        return False
+    wait_for(compute_up, timeout, 'nova-compute to report up',
+             log_path('nova-compute'), interval=1)
+
+
+def neutron_warm_up(conn):
+    # A fresh neutron API process answered its first port listing with a
+    # 500 until another query ran; make both workers see a few queries.
+    def ok():
+        for _ in range(4):
+            list(conn.network.networks())
+            list(conn.network.security_groups())
+            list(conn.network.ports())
+        return True
+    wait_for(ok, 60, 'the Neutron API to answer', log_path('neutron-app'),
+             interval=1)
+
+
+def wait_compute(conn, manage):
+    wait_compute_up(conn)
+    run(manage + ['cell_v2', 'discover_hosts', '--verbose'], 'nova-manage')
+
+    def hypervisor():
+        ensure_alive('nova-compute')
+        return any(True for _ in conn.placement.resource_providers())
+    wait_for(hypervisor, 120, 'the compute node in placement',
+             log_path('nova-compute'), interval=1)
+
+
+def assets():
+    if os.path.exists(os.path.join(ASSETS, 'manifest.json')):
+        return
+    say('building the guest assets into %s' % ASSETS)
+    run([os.path.join(BIN, 'nova-clear-build-guest'), '--dest', ASSETS],
+        'build-guest')
+
+
+# -- images and flavors -------------------------------------------------------
+
+def disk_image():
+    from tests.functional import images
+    return images.disk_image('fs')
+
+
+def images_and_flavors(conn):
+    ids = {}
+    path = None
+    for name, props in ((IMAGE, {}),
+                        (IMAGE_EXIT, {'os_command_line': EXIT_COMMAND})):
+        img = None
+        for i in conn.image.images(name=name):
+            if i.status == 'active':
+                img = i
+            else:
+                conn.image.delete_image(i, ignore_missing=True)
+        if img is None:
+            path = path or disk_image()
+            say('uploading image %s' % name)
+            img = conn.image.create_image(
+                name=name, filename=path, disk_format='raw',
+                container_format='bare', visibility='public',
+                wait=True, validate_checksum=False, **props)
+        ids[name] = img.id
+    for name, (ram, vcpus, disk, specs) in FLAVORS.items():
+        f = conn.compute.find_flavor(name)
+        if f is None:
+            f = conn.compute.create_flavor(name=name, ram=ram, vcpus=vcpus,
+                                           disk=disk, is_public=True)
+        if specs:
+            conn.compute.create_flavor_extra_specs(f, specs)
+    state = load_state()
+    state['images'] = ids
+    state['flavors'] = sorted(FLAVORS)
+    save_state(state)
+    return ids
+
+
+# -- the demo -------------------------------------------------------------
+
+def api_boot(conn, name, image_id, flavor, timeout=300):
+    """POST /servers and time ACTIVE and the workload line at the API."""
+    session = conn.compute
+    flavor_id = conn.compute.find_flavor(flavor, ignore_missing=False).id
+    body = {'server': {'name': name, 'imageRef': image_id,
+                       'flavorRef': flavor_id, 'networks': 'none'}}
+    hdr = {'OpenStack-API-Version': 'compute %s' % COMPUTE_MICROVERSION}
+    t0 = time.monotonic()
+    resp = session.post('/servers', json=body, headers=hdr,
+                        raise_exc=False)
+    if resp.status_code >= 400:
+        raise Failure('POST /servers: %s %s' % (resp.status_code, resp.text),
+                      log_path('nova-api-app'))
+    sid = resp.json()['server']['id']
+    result = {'id': sid}
+    deadline = t0 + timeout
+    while time.monotonic() < deadline:
+        s = session.get('/servers/%s' % sid, headers=hdr).json()['server']
+        if s['status'] == 'ACTIVE':
+            result['active'] = time.monotonic() - t0
+            break
+        if s['status'] == 'ERROR':
+            raise Failure('server %s went to ERROR: %s' % (
+                sid, s.get('fault', {}).get('message')),
+                log_path('nova-compute'))
+        time.sleep(0.05)
+    else:
+        raise Failure('server %s not ACTIVE after %ds' % (sid, timeout),
+                      log_path('nova-compute'))
+    while time.monotonic() < deadline:
+        out = session.post('/servers/%s/action' % sid, headers=hdr,
+                           json={'os-getConsoleOutput': {}})
+        if WORKLOAD_LINE in (out.json().get('output') or ''):
+            result['line'] = time.monotonic() - t0
+            return result
+        time.sleep(0.1)
+    raise Failure('no "%s" in the console of %s after %ds'
+                  % (WORKLOAD_LINE, sid, timeout), log_path('nova-compute'))
+
+
+def openstack_cli(*args):
+    return subprocess.run([os.path.join(BIN, 'openstack')] + list(args),
+                          env=cli_env(), capture_output=True, text=True)
+
+
+def demo(conn, repeat=1, keep=False):
+    state = load_state()
+    ids = state.get('images') or images_and_flavors(conn)
+    runs = []
+    for i in range(repeat):
+        name = 'aio-demo-%d' % (i + 1)
+        for old in conn.compute.servers(name='^%s$' % name):
+            conn.compute.delete_server(old)
+            conn.compute.wait_for_delete(old)
+        r = api_boot(conn, name, ids[IMAGE], 'clear.tiny.cc')
+        runs.append(r)
+        say('%s: POST /servers -> ACTIVE %.2fs, -> "%s" %.2fs'
+            % (name, r['active'], WORKLOAD_LINE, r['line']))
+        if i == 0:
+            out = openstack_cli('console', 'log', 'show', r['id'])
+            print('$ openstack console log show %s' % name)
+            print(out.stdout.rstrip() or out.stderr.rstrip())
+        if not keep:
+            t0 = time.monotonic()
+            server = conn.compute.get_server(r['id'])
+            conn.compute.delete_server(server)
+            conn.compute.wait_for_delete(server, interval=0.1)
+            r['delete'] = time.monotonic() - t0
+    summary = {'runs': runs}
+    if runs:
+        summary['median_active'] = statistics.median(
+            r['active'] for r in runs)
+        summary['median_line'] = statistics.median(r['line'] for r in runs)
+        say('median of %d: POST -> ACTIVE %.2fs, POST -> workload line '
+            '%.2fs' % (len(runs), summary['median_active'],
+                       summary['median_line']))
+    state = load_state()
+    state['last_demo'] = summary
+    save_state(state)
+    return summary
+
+
+# -- subcommands ------------------------------------------------------------
+
+def cmd_up(args):
+    t0 = float(os.environ.get('AIO_T0') or time.time())
+    pw = passwords()
+    conn = services_up(pw)
+    images_and_flavors(conn)
+    state = load_state()
+    state.update(ready=True, home=AIO_HOME, venv=VENV,
+                 instances_path=INSTANCES, clouds=os.path.join(
+                     AIO_HOME, 'clouds.yaml'), cloud='nova-clear-aio',
+                 compute_host=socket.gethostname(), logs=LOGS,
+                 workload_line=WORKLOAD_LINE, exit_command=EXIT_COMMAND)
+    save_state(state)
+    if args.command == 'start':
+        return
+    say('demo: openstack server create --nic none --flavor clear.tiny.cc '
+        '--image %s (timed at the API)' % IMAGE)
+    summary = demo(conn, args.repeat)
+    first = time.time() - t0
+    if not os.environ.get('AIO_T0'):
+        first = None
+    if first:
+        say('from "tools/allinone up" to here: %.0fs' % first)
+    print('\nReady.  . %s; openstack server list' %
+          os.path.join(AIO_HOME, 'admin-openrc'))
+    return summary
+
+
+def cmd_boot(args):
+    demo(connection(), args.repeat, args.keep)
+
+
+def cmd_status(args):
+    ok = True
+    for name in SERVICES:
+        pid = running_pid(name)
+        port = PORTS.get(name)
+        extra = ''
+        if port:
+            extra = ' port %d %s' % (port, 'open' if port_open(port)
+                                     else 'closed')
+        print('%-15s %s%s' % (name, 'running pid %d' % pid if pid
+                              else 'stopped', extra))
+        ok = ok and bool(pid)
+    print('logs: %s' % LOGS)
+    return 0 if ok else 3
+
+
+def cmd_stop(args):
+    for name in reversed(SERVICES):
+        if stop_process(name):
+            say('stopped %s' % name)
+    state = load_state()
+    if state:
+        state['ready'] = False
+        save_state(state)
+
+
+def cmd_restart(args):
+    for name in args.services:
+        if name not in SERVICES:
+            raise Failure('unknown service %r (known: %s)'
+                          % (name, ', '.join(SERVICES)))
+    for name in args.services:
+        stop_process(name)
+    pw = passwords()
+    del pw
+    # start again with the same commands as "up" (idempotent)
+    return cmd_up(argparse.Namespace(command='start', repeat=0))
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        prog='tools/allinone', description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command')
+    for name in ('up', 'start'):
+        p = sub.add_parser(name)
+        p.add_argument('--repeat', type=int, default=1,
+                       help='demo boots (median reported)')
+    p = sub.add_parser('boot')
+    p.add_argument('--repeat', type=int, default=1)
+    p.add_argument('--keep', action='store_true',
+                   help='do not delete the demo servers')
+    sub.add_parser('status')
+    sub.add_parser('stop')
+    p = sub.add_parser('restart')
+    p.add_argument('services', nargs='+')
+    args = parser.parse_args()
+    args.command = args.command or 'up'
+    if not hasattr(args, 'repeat'):
+        args.repeat = 1
+    if os.geteuid() != 0:
+        print('tools/allinone must run as root', file=sys.stderr)
+        return 2
+    os.makedirs(LOGS, exist_ok=True)
+    os.makedirs(RUN, exist_ok=True)
+    handler = {'up': cmd_up, 'start': cmd_up, 'boot': cmd_boot,
+               'status': cmd_status, 'stop': cmd_stop,
+               'restart': cmd_restart}[args.command]
+    try:
+        rc = handler(args)
+    except Failure as e:
+        print('\n[allinone] FAILED: %s' % e, file=sys.stderr)
+        if e.log:
+            print('--- last lines of %s ---\n%s\n---' % (e.log, tail(e.log)),
+                  file=sys.stderr)
+        return 1
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
