@@ -11,6 +11,7 @@ API, timed), ``status``, ``stop``, ``restart SERVICE``.
 """
 
 import argparse
+import datetime
 import json
 import os
 import secrets
@@ -373,7 +374,9 @@ def write_configs(pw):
         'neutron': ks_auth('neutron', pw['neutron']),
         'glance': {'api_servers': 'http://%s:9292' % HOST},
         'oslo_concurrency': {'lock_path': lock},
-        'scheduler': {'workers': '1'},
+        # one host: a failed build has nowhere else to go, and the
+        # server's fault then names the real error
+        'scheduler': {'workers': '1', 'max_attempts': '1'},
         'conductor': {'workers': '1'},
         'notifications': {'notification_format': 'unversioned'},
         'oslo_messaging_notifications': {'driver': 'noop'},
@@ -680,24 +683,28 @@ def services_up(pw):
     assets()
     say('nova-compute (compute_driver = clear.ClearDriver, virt_type=%s)'
         % VIRT_TYPE)
-    start_compute()
+    compute_started = start_compute()
     for name, path in (('glance', '/'), ('placement', '/'),
                        ('neutron', '/'), ('nova-api', '/')):
         wait_http(name, path)
     neutron_warm_up(conn)
-    wait_compute(conn, manage)
+    wait_compute(conn, manage, compute_started)
     del nova_conf_path
     say('services up in %.1fs' % (time.monotonic() - t0))
     return conn
 
 
 def start_compute():
+    """Start nova-compute; returns the UTC time it was started."""
+    started = datetime.datetime.now(datetime.timezone.utc).replace(
+        tzinfo=None, microsecond=0)
     start_process('nova-compute', [
         os.path.join(BIN, 'nova-compute'), '--config-file',
         os.path.join(ETC, 'nova', 'nova-cpu.conf')])
+    return started
 
 
-def wait_compute_up(conn, timeout=180):
+def wait_compute_up(conn, started, timeout=180):
     """nova-compute reports up; restarted when foreign domains stopped it.
 
     The driver counts every domain carrying nova-clear's metadata as its
@@ -720,7 +727,12 @@ def wait_compute_up(conn, timeout=180):
                 return False
             ensure_alive('nova-compute')
         for s in conn.compute.services(binary='nova-compute', host=host):
-            return s.state == 'up'
+            # a heartbeat of this process, not of the one before it
+            updated = datetime.datetime.fromisoformat(
+                s.updated_at.replace('Z', '')[:19]) if s.updated_at \
+                else None
+            return s.state == 'up' and updated is not None and \
+                updated >= started
         return False
     wait_for(compute_up, timeout, 'nova-compute to report up',
              log_path('nova-compute'), interval=1)
@@ -739,8 +751,8 @@ def neutron_warm_up(conn):
              interval=1)
 
 
-def wait_compute(conn, manage):
-    wait_compute_up(conn)
+def wait_compute(conn, manage, started):
+    wait_compute_up(conn, started)
     run(manage + ['cell_v2', 'discover_hosts', '--verbose'], 'nova-manage')
 
     def hypervisor():

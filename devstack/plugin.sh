@@ -1,0 +1,168 @@
+#!/bin/bash
+# nova-clear devstack plugin: nova-compute runs every instance as a Clear
+# Container (compute_driver = clear.ClearDriver).
+#
+#   stack pre-install   Debian packages (QEMU, busybox-static, e2fsprogs)
+#   stack install       pip install of nova-clear (regular, not editable:
+#                       its nova/virt/clear shim must land in nova's tree)
+#   stack post-config   compute_driver and [clear] into $NOVA_CONF, through
+#                       nova-clear-configure (the all-in-one's code too)
+#   stack extra         guest kernel + agent initramfs, sample images,
+#                       flavors
+#   stack test-config   tempest: images, flavors, feature flags
+#   unstack             destroy leftover Clear Container domains
+#   clean               remove the guest assets and the image cache
+#
+# Sourced by devstack with the phase as arguments; sourced without
+# arguments it only defines the functions (the unit tests do that).
+# shellcheck shell=bash
+
+NOVA_CLEAR_XMLNS=${NOVA_CLEAR_XMLNS:-opendev.org/x/nova-clear/instance}
+
+function nova_clear_bin {
+    # nova-clear's console scripts, from nova's environment
+    local name=$1
+    if [[ -n ${NOVA_CLEAR_BIN_DIR:-} ]]; then
+        echo "$NOVA_CLEAR_BIN_DIR/$name"
+    elif [[ -n ${NOVA_BIN_DIR:-} && -x $NOVA_BIN_DIR/$name ]]; then
+        echo "$NOVA_BIN_DIR/$name"
+    else
+        echo "$name"
+    fi
+}
+
+function install_nova_clear_packages {
+    install_package qemu-system-x86 qemu-utils busybox-static e2fsprogs
+}
+
+function install_nova_clear {
+    # not setup_develop: an editable install would not put the
+    # nova/virt/clear shim into nova's package directory
+    pip_install "$NOVA_CLEAR_DIR"
+}
+
+# Write compute_driver and [clear] into a nova configuration file
+# (default $NOVA_CONF; devstack copies it to $NOVA_CPU_CONF when it starts
+# nova-compute).
+function configure_nova_clear {
+    local conf=${1:-$NOVA_CONF}
+    "$(nova_clear_bin nova-clear-configure)" --config-file "$conf" \
+        --virt-type "$NOVA_CLEAR_VIRT_TYPE" \
+        --kvm-probe-timeout "$NOVA_CLEAR_KVM_PROBE_TIMEOUT" \
+        --assets-path "$NOVA_CLEAR_ASSETS"
+}
+
+function build_nova_clear_guest {
+    if [[ ! -f $NOVA_CLEAR_ASSETS/manifest.json ]]; then
+        sudo "$(nova_clear_bin nova-clear-build-guest)" \
+            --dest "$NOVA_CLEAR_ASSETS" \
+            --kernel-package "$NOVA_CLEAR_KERNEL_PACKAGE"
+    fi
+}
+
+# Sample disk image: a bare ext4 filesystem with a static busybox whose
+# /sbin/init prints "disk-init: up on <hostname>" and keeps running.
+function nova_clear_sample_image {
+    local python
+    python=$(nova_clear_bin python3)
+    sudo NOVA_CLEAR_TEST_CACHE="$NOVA_CLEAR_CACHE" \
+        PYTHONPATH="$NOVA_CLEAR_DIR" "$python" -c \
+        'from tests.functional import images; print(images.disk_image("fs"))'
+}
+
+function create_nova_clear_images_and_flavors {
+    local image
+    image=$(nova_clear_sample_image)
+    if ! openstack image show "$NOVA_CLEAR_IMAGE" >/dev/null 2>&1; then
+        openstack image create --public --disk-format raw \
+            --container-format bare --file "$image" "$NOVA_CLEAR_IMAGE"
+    fi
+    if ! openstack image show "$NOVA_CLEAR_IMAGE_EXIT" >/dev/null 2>&1; then
+        openstack image create --public --disk-format raw \
+            --container-format bare --file "$image" \
+            --property os_command_line='init=/bin/sh -- -c "echo hello from a Clear Container; exit 3"' \
+            "$NOVA_CLEAR_IMAGE_EXIT"
+    fi
+    if ! openstack flavor show "$NOVA_CLEAR_FLAVOR" >/dev/null 2>&1; then
+        openstack flavor create --ram 128 --vcpus 1 --disk 1 \
+            "$NOVA_CLEAR_FLAVOR"
+    fi
+    if ! openstack flavor show "$NOVA_CLEAR_FLAVOR_TRAIT" >/dev/null 2>&1; then
+        openstack flavor create --ram 192 --vcpus 1 --disk 1 \
+            --property trait:CUSTOM_CLEAR_CONTAINERS=required \
+            "$NOVA_CLEAR_FLAVOR_TRAIT"
+    fi
+}
+
+# tempest: what the driver supports (issue 2's driver core: no snapshots,
+# resize, migration, rescue, shelve, volumes or interfaces yet; no guest
+# networking, so no SSH validation)
+function configure_tempest_for_nova_clear {
+    local conf=${1:-$TEMPEST_CONFIG}
+    local image image_alt flavor flavor_alt flag
+    image=$(openstack image show -f value -c id "$NOVA_CLEAR_IMAGE")
+    image_alt=$(openstack image show -f value -c id "$NOVA_CLEAR_IMAGE_EXIT")
+    flavor=$(openstack flavor show -f value -c id "$NOVA_CLEAR_FLAVOR")
+    flavor_alt=$(openstack flavor show -f value -c id "$NOVA_CLEAR_FLAVOR_TRAIT")
+    iniset "$conf" compute image_ref "$image"
+    iniset "$conf" compute image_ref_alt "$image_alt"
+    iniset "$conf" compute flavor_ref "$flavor"
+    iniset "$conf" compute flavor_ref_alt "$flavor_alt"
+    iniset "$conf" validation run_validation False
+    for flag in pause suspend console_output; do
+        iniset "$conf" compute-feature-enabled "$flag" True
+    done
+    for flag in resize cold_migration live_migration snapshot shelve \
+            shelve_migrate rescue stable_rescue change_password \
+            interface_attach attach_encrypted_volume config_drive \
+            personality vnc_console spice_console serial_console \
+            swap_volume volume_multiattach block_migration_for_live_migration \
+            can_migrate_between_any_hosts hostname_fqdn_sanitization; do
+        iniset "$conf" compute-feature-enabled "$flag" False
+    done
+}
+
+# Clear Container domains left on this libvirtd after nova stopped
+function cleanup_nova_clear_domains {
+    local dom
+    for dom in $(sudo virsh -c qemu:///system list --all --name); do
+        if sudo virsh -c qemu:///system dumpxml "$dom" 2>/dev/null |
+                grep -q "$NOVA_CLEAR_XMLNS"; then
+            sudo virsh -c qemu:///system destroy "$dom" >/dev/null 2>&1 || true
+            sudo virsh -c qemu:///system undefine --managed-save "$dom" \
+                >/dev/null 2>&1 || true
+        fi
+    done
+}
+
+function cleanup_nova_clear {
+    sudo rm -rf "$NOVA_CLEAR_ASSETS" "$NOVA_CLEAR_CACHE"
+}
+
+if [[ $# -gt 0 ]] && is_service_enabled n-cpu; then
+    if [[ $1 == stack && $2 == pre-install ]]; then
+        echo_summary "nova-clear: installing packages"
+        install_nova_clear_packages
+    elif [[ $1 == stack && $2 == install ]]; then
+        echo_summary "nova-clear: installing nova-clear into nova's environment"
+        install_nova_clear
+    elif [[ $1 == stack && $2 == post-config ]]; then
+        echo_summary "nova-clear: compute_driver = clear.ClearDriver"
+        configure_nova_clear "$NOVA_CONF"
+    elif [[ $1 == stack && $2 == extra ]]; then
+        echo_summary "nova-clear: guest assets, sample images, flavors"
+        build_nova_clear_guest
+        create_nova_clear_images_and_flavors
+    elif [[ $1 == stack && $2 == test-config ]]; then
+        if is_service_enabled tempest; then
+            echo_summary "nova-clear: configuring tempest"
+            configure_tempest_for_nova_clear "$TEMPEST_CONFIG"
+        fi
+    fi
+    if [[ $1 == unstack ]]; then
+        cleanup_nova_clear_domains
+    fi
+    if [[ $1 == clean ]]; then
+        cleanup_nova_clear
+    fi
+fi
