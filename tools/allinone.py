@@ -397,6 +397,17 @@ def write_configs(pw):
     cpu = {k: dict(v) for k, v in common.items()
            if k not in ('keystone_authtoken', 'scheduler', 'conductor')}
     cpu['compute'] = {'max_concurrent_builds': '10'}
+    # The driver core reports pci_passthrough_devices=None, on which the
+    # resource tracker's first update after every start fails; it succeeds
+    # from the next periodic update on.  Keep that wait short until the
+    # driver reports '[]'.
+    cpu['DEFAULT']['update_resources_interval'] = '20'
+    # "Final resource view" (debug) after each successful update tells
+    # when the resource tracker can claim: the bring-up waits for it
+    from oslo_log import _options as log_options
+    cpu['DEFAULT']['default_log_levels'] = ','.join(
+        list(log_options.DEFAULT_LOG_LEVELS) +
+        ['nova.compute.resource_tracker=DEBUG'])
     cpu_path = os.path.join(nova_dir, 'nova-cpu.conf')
     write_ini(cpu_path, cpu)
     # the driver's own settings: the code the devstack plugin calls too
@@ -695,16 +706,29 @@ def services_up(pw):
 
 
 def start_compute():
-    """Start nova-compute; returns the UTC time it was started."""
+    """Start nova-compute; returns (UTC start time, its log's offset)."""
     started = datetime.datetime.now(datetime.timezone.utc).replace(
         tzinfo=None, microsecond=0)
+    try:
+        offset = os.path.getsize(log_path('nova-compute'))
+    except OSError:
+        offset = 0
     start_process('nova-compute', [
         os.path.join(BIN, 'nova-compute'), '--config-file',
         os.path.join(ETC, 'nova', 'nova-cpu.conf')])
-    return started
+    return started, offset
 
 
-def wait_compute_up(conn, started, timeout=180):
+def _log_since(name, offset):
+    try:
+        with open(log_path(name), 'rb') as f:
+            f.seek(offset)
+            return f.read().decode('utf-8', 'replace')
+    except OSError:
+        return ''
+
+
+def wait_compute_up(conn, start, timeout=240):
     """nova-compute reports up; restarted when foreign domains stopped it.
 
     The driver counts every domain carrying nova-clear's metadata as its
@@ -714,6 +738,7 @@ def wait_compute_up(conn, started, timeout=180):
     """
     host = socket.gethostname()
     deadline = time.monotonic() + timeout
+    started, offset = start
 
     def compute_up():
         if not running_pid('nova-compute'):
@@ -731,11 +756,16 @@ def wait_compute_up(conn, started, timeout=180):
             updated = datetime.datetime.fromisoformat(
                 s.updated_at.replace('Z', '')[:19]) if s.updated_at \
                 else None
-            return s.state == 'up' and updated is not None and \
-                updated >= started
+            if not (s.state == 'up' and updated is not None and
+                    updated >= started):
+                return False
+            # and its resource tracker has done one full update (until
+            # then it cannot claim resources for a build)
+            return 'Final resource view' in _log_since('nova-compute',
+                                                       offset)
         return False
-    wait_for(compute_up, timeout, 'nova-compute to report up',
-             log_path('nova-compute'), interval=1)
+    wait_for(compute_up, timeout, 'nova-compute to report up and its '
+             'first resource update', log_path('nova-compute'), interval=1)
 
 
 def neutron_warm_up(conn):
