@@ -12,6 +12,7 @@ API, timed), ``status``, ``stop``, ``restart SERVICE``.
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -58,6 +59,18 @@ WSGI = {'keystone': 'keystone.wsgi.api:application',
         'neutron': 'neutron.wsgi.api:application',
         'nova-api': 'nova.wsgi.osapi_compute:application'}
 SQLITE_APPS = ('keystone', 'glance', 'placement')
+# configuration files (under $AIO_HOME/etc) of each service
+CONFIG_FILES = {
+    'keystone': ['keystone/keystone.conf'],
+    'glance': ['glance/glance-api.conf', 'glance/glance-api-paste.ini'],
+    'placement': ['placement/placement.conf'],
+    'neutron': ['neutron/neutron.conf', 'neutron/plugins/ml2/ml2_conf.ini',
+                'neutron/api-paste.ini'],
+    'nova-api': ['nova/nova.conf', 'nova/api-paste.ini'],
+    'nova-conductor': ['nova/nova-services.conf'],
+    'nova-scheduler': ['nova/nova-services.conf'],
+    'nova-compute': ['nova/nova-cpu.conf'],
+}
 # start order; stop goes the other way
 SERVICES = ['mariadb', 'epmd', 'rabbitmq', 'keystone', 'glance',
             'placement', 'neutron', 'nova-api', 'nova-conductor',
@@ -119,17 +132,19 @@ def tail(path, lines=40):
 
 def wait_for(predicate, timeout, what, log=None, interval=0.25):
     deadline = time.monotonic() + timeout
+    last = None
     while time.monotonic() < deadline:
         try:
             if predicate():
                 return
         except Failure:
             raise
-        except Exception:  # noqa: BLE001 - retried until the deadline
-            pass
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
         time.sleep(interval)
-    raise Failure('timed out after %ds waiting for %s' % (timeout, what),
-                  log)
+    raise Failure('timed out after %ds waiting for %s%s' % (
+        timeout, what, ' (last error: %s: %s)' % (type(last).__name__, last)
+        if last else ''), log)
 
 
 def port_open(port):
@@ -303,7 +318,25 @@ def rabbit_url():
     return 'rabbit://guest:guest@%s:5672/' % HOST
 
 
+def _etc_digests():
+    digests = {}
+    for top, _dirs, files in os.walk(ETC):
+        for f in files:
+            path = os.path.join(top, f)
+            with open(path, 'rb') as fh:
+                digests[path] = hashlib.sha256(fh.read()).hexdigest()
+    return digests
+
+
 def write_configs(pw):
+    """Write every service's configuration; returns the changed files."""
+    before = _etc_digests()
+    _write_configs(pw)
+    after = _etc_digests()
+    return {p for p in after if before.get(p) != after[p]}
+
+
+def _write_configs(pw):
     lock = os.path.join(DATA, 'locks')
     write_ini(os.path.join(ETC, 'keystone', 'keystone.conf'), {
         'DEFAULT': {'log_file': log_path('keystone-app')},
@@ -632,15 +665,22 @@ def services_up(pw):
     # libvirt's QEMU user must reach the instance disks
     for d in (AIO_HOME, DATA, os.path.join(DATA, 'nova'), INSTANCES):
         os.chmod(d, 0o755)
-    write_configs(pw)
+    changed = write_configs(pw)
+    # a running service whose configuration changed is started again
+    for name, files in CONFIG_FILES.items():
+        if running_pid(name) and changed & {os.path.join(ETC, f)
+                                            for f in files}:
+            say('configuration of %s changed: restarting it' % name)
+            stop_process(name)
     say('MariaDB and RabbitMQ')
     start_rabbitmq()          # slow to boot: overlaps with the rest
     start_mariadb(pw)
     say('Keystone')
     keystone_up(pw)
     wait_http('keystone', '/v3')
+    keystone_catalog(connection(), pw)
+    # a new token, whose catalog has the endpoints just created
     conn = connection()
-    keystone_catalog(conn, pw)
     say('Glance, Placement (SQLite)')
     genv = {'OS_GLANCE_CONFIG_DIR': os.path.join(ETC, 'glance')}
     penv = {'OS_PLACEMENT_CONFIG_DIR': os.path.join(ETC, 'placement')}
