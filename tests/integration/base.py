@@ -112,13 +112,28 @@ class IntegrationTestCase(testtools.TestCase):
             server = self.wait_status(server, 'ACTIVE')
         return server
 
-    def delete(self, server_id):
+    def delete(self, server_id, timeout=TIMEOUT):
+        """Delete and wait until the API no longer has it (not ERROR)."""
+        from openstack import exceptions as sdk_exc
         server = self.conn.compute.find_server(server_id)
         if server is None:
             return
         self.conn.compute.delete_server(server, ignore_missing=True)
-        self.conn.compute.wait_for_delete(server, interval=0.5,
-                                          wait=TIMEOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                server = self.conn.compute.get_server(server_id)
+            except sdk_exc.NotFoundException:
+                return
+            if server.status == 'DELETED':
+                return
+            if server.status == 'ERROR' and not server.task_state:
+                self.fail('delete of %s failed: ERROR, %s' % (
+                    server.name, (server.fault or {}).get('message')))
+            if time.monotonic() > deadline:
+                self.fail('%s not deleted after %ds (%s)' % (
+                    server.name, timeout, server.status))
+            time.sleep(0.5)
 
     def delete_by_name(self, name):
         for server in self.conn.compute.servers(name='^%s$' % name):

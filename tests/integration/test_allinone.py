@@ -142,6 +142,22 @@ class TestConcurrency(base.IntegrationTestCase):
             self.wait_console(s, self.workload_line(s))
             self.assertEqual(libvirt.VIR_DOMAIN_RUNNING,
                              self.libvirt_domain(s.id))
+        # and all deleted at once
+        threads = [threading.Thread(target=self._delete_into, args=(
+            s.id, errors)) for s in servers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual([], errors)
+        for s in servers:
+            self.assert_gone_from_host(s.id)
+
+    def _delete_into(self, server_id, errors):
+        try:
+            self.delete(server_id)
+        except BaseException as e:  # noqa: B036 - fail() raises, reported
+            errors.append(str(e))
 
 
 class TestBadImage(base.IntegrationTestCase):
