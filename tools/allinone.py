@@ -58,7 +58,7 @@ WSGI = {'keystone': 'keystone.wsgi.api:application',
         'placement': 'placement.wsgi.api:application',
         'neutron': 'neutron.wsgi.api:application',
         'nova-api': 'nova.wsgi.osapi_compute:application'}
-SQLITE_APPS = ('keystone', 'glance', 'placement')
+SQLITE_APPS = ('keystone', 'glance')
 # configuration files (under $AIO_HOME/etc) of each service
 CONFIG_FILES = {
     'keystone': ['keystone/keystone.conf'],
@@ -378,7 +378,8 @@ def _write_configs(pw):
                 glance_dir)
     write_ini(os.path.join(ETC, 'placement', 'placement.conf'), {
         'DEFAULT': {'log_file': log_path('placement-app')},
-        'placement_database': {'connection': sqlite_url('placement')},
+        # MariaDB: concurrent allocation writes lock a SQLite file
+        'placement_database': {'connection': mysql_url('placement', pw)},
         'api': {'auth_strategy': 'keystone'},
         'keystone_authtoken': authtoken('placement', pw['placement']),
     })
@@ -496,8 +497,8 @@ def cli_env():
 # -- services -------------------------------------------------------------
 
 def uwsgi(name, env):
-    # SQLite-backed apps get one process (two workers syncing placement's
-    # traits into a fresh SQLite file at once: "database is locked")
+    # SQLite-backed apps get one process: two writing one SQLite file at
+    # once see "database is locked"
     processes, threads = ('1', '4') if name in SQLITE_APPS else ('2', '1')
     start_process(name, [
         os.path.join(BIN, 'uwsgi'), '--http-socket',
@@ -566,7 +567,7 @@ def start_mariadb(pw):
            % pw['db'],
            "ALTER USER 'aio'@'localhost' IDENTIFIED BY '%s'" % pw['db'],
            "ALTER USER 'aio'@'127.0.0.1' IDENTIFIED BY '%s'" % pw['db']]
-    for db in ('nova_api', 'nova', 'nova_cell0', 'neutron'):
+    for db in ('nova_api', 'nova', 'nova_cell0', 'neutron', 'placement'):
         sql.append('CREATE DATABASE IF NOT EXISTS %s CHARACTER SET utf8' % db)
         for h in ('localhost', '127.0.0.1'):
             sql.append("GRANT ALL PRIVILEGES ON %s.* TO 'aio'@'%s'" % (db, h))
@@ -690,7 +691,7 @@ def services_up(pw):
     keystone_catalog(connection(), pw)
     # a new token, whose catalog has the endpoints just created
     conn = connection()
-    say('Glance, Placement (SQLite)')
+    say('Glance (SQLite), Placement')
     genv = {'OS_GLANCE_CONFIG_DIR': os.path.join(ETC, 'glance')}
     penv = {'OS_PLACEMENT_CONFIG_DIR': os.path.join(ETC, 'placement')}
     nenv = {'OS_NEUTRON_CONFIG_DIR': os.path.join(ETC, 'neutron')}
@@ -704,7 +705,7 @@ def services_up(pw):
     if not state.get('glance_db'):
         run([os.path.join(BIN, 'glance-manage'), '--config-file',
              glance_conf, 'db_sync'], 'glance')
-    if not state.get('placement_db'):
+    if not state.get('placement_db_mysql'):
         run([os.path.join(BIN, 'placement-manage'), '--config-file',
              placement_conf, 'db', 'sync'], 'placement')
     for name, env in (('glance', genv), ('placement', penv)):
@@ -734,7 +735,7 @@ def services_up(pw):
             raise Failure('nova-manage cell_v2 create_cell exited %d' % rc,
                           log_path('nova-manage'))
         run(manage + ['db', 'sync'], 'nova-manage')
-    state.update(glance_db=True, placement_db=True, neutron_db=True,
+    state.update(glance_db=True, placement_db_mysql=True, neutron_db=True,
                  nova_db=True)
     save_state(state)
     say('Nova API, conductor, scheduler')
