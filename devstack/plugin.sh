@@ -31,6 +31,11 @@ function nova_clear_bin {
     fi
 }
 
+# the admin cloud devstack writes into clouds.yaml
+function nova_clear_openstack {
+    openstack --os-cloud "${NOVA_CLEAR_OS_CLOUD:-devstack-admin}" "$@"
+}
+
 function install_nova_clear_packages {
     install_package qemu-system-x86 qemu-utils busybox-static e2fsprogs
 }
@@ -73,22 +78,22 @@ function nova_clear_sample_image {
 function create_nova_clear_images_and_flavors {
     local image
     image=$(nova_clear_sample_image)
-    if ! openstack image show "$NOVA_CLEAR_IMAGE" >/dev/null 2>&1; then
-        openstack image create --public --disk-format raw \
+    if ! nova_clear_openstack image show "$NOVA_CLEAR_IMAGE" >/dev/null 2>&1; then
+        nova_clear_openstack image create --public --disk-format raw \
             --container-format bare --file "$image" "$NOVA_CLEAR_IMAGE"
     fi
-    if ! openstack image show "$NOVA_CLEAR_IMAGE_EXIT" >/dev/null 2>&1; then
-        openstack image create --public --disk-format raw \
+    if ! nova_clear_openstack image show "$NOVA_CLEAR_IMAGE_EXIT" >/dev/null 2>&1; then
+        nova_clear_openstack image create --public --disk-format raw \
             --container-format bare --file "$image" \
             --property os_command_line='init=/bin/sh -- -c "echo hello from a Clear Container; exit 3"' \
             "$NOVA_CLEAR_IMAGE_EXIT"
     fi
-    if ! openstack flavor show "$NOVA_CLEAR_FLAVOR" >/dev/null 2>&1; then
-        openstack flavor create --ram 128 --vcpus 1 --disk 1 \
+    if ! nova_clear_openstack flavor show "$NOVA_CLEAR_FLAVOR" >/dev/null 2>&1; then
+        nova_clear_openstack flavor create --ram 128 --vcpus 1 --disk 1 \
             "$NOVA_CLEAR_FLAVOR"
     fi
-    if ! openstack flavor show "$NOVA_CLEAR_FLAVOR_TRAIT" >/dev/null 2>&1; then
-        openstack flavor create --ram 192 --vcpus 1 --disk 1 \
+    if ! nova_clear_openstack flavor show "$NOVA_CLEAR_FLAVOR_TRAIT" >/dev/null 2>&1; then
+        nova_clear_openstack flavor create --ram 192 --vcpus 1 --disk 1 \
             --property trait:CUSTOM_CLEAR_CONTAINERS=required \
             "$NOVA_CLEAR_FLAVOR_TRAIT"
     fi
@@ -99,13 +104,14 @@ function create_nova_clear_images_and_flavors {
 # networking, so no SSH validation)
 function configure_tempest_for_nova_clear {
     local conf=${1:-$TEMPEST_CONFIG}
-    local image image_alt flavor flavor_alt flag
-    image=$(openstack image show -f value -c id "$NOVA_CLEAR_IMAGE")
-    image_alt=$(openstack image show -f value -c id "$NOVA_CLEAR_IMAGE_EXIT")
-    flavor=$(openstack flavor show -f value -c id "$NOVA_CLEAR_FLAVOR")
-    flavor_alt=$(openstack flavor show -f value -c id "$NOVA_CLEAR_FLAVOR_TRAIT")
+    local image flavor flavor_alt flag
+    image=$(nova_clear_openstack image show -f value -c id "$NOVA_CLEAR_IMAGE")
+    flavor=$(nova_clear_openstack flavor show -f value -c id "$NOVA_CLEAR_FLAVOR")
+    flavor_alt=$(nova_clear_openstack flavor show -f value -c id "$NOVA_CLEAR_FLAVOR_TRAIT")
     iniset "$conf" compute image_ref "$image"
-    iniset "$conf" compute image_ref_alt "$image_alt"
+    # the exit image powers off by design: servers of image_ref_alt must
+    # stay ACTIVE too (rebuild, which needs two images, is not tested)
+    iniset "$conf" compute image_ref_alt "$image"
     iniset "$conf" compute flavor_ref "$flavor"
     iniset "$conf" compute flavor_ref_alt "$flavor_alt"
     iniset "$conf" validation run_validation False
