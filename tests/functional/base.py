@@ -1,6 +1,7 @@
 """Base of the functional tests: a real libvirtd + QEMU, real guest assets,
 real nova.objects, and a local image file standing in for Glance."""
 
+import itertools
 import os
 import random
 import shutil
@@ -149,7 +150,7 @@ class FunctionalTestCase(testtools.TestCase):
         self.events = EventRecorder()
         # Domain names (instance-%08x of the id) are host-wide: parallel
         # test workers must not collide.
-        self._next_id = random.randrange(1, 1 << 30)
+        self._ids = itertools.count(random.randrange(1, 1 << 30))
 
     def make_driver(self, init=True):
         drv = clear_driver.ClearDriver(fake_virt.FakeVirtAPI())
@@ -164,8 +165,7 @@ class FunctionalTestCase(testtools.TestCase):
                                 name='clear.tiny', memory_mb=memory_mb,
                                 vcpus=vcpus, root_gb=root_gb, ephemeral_gb=0,
                                 swap=0, extra_specs={})
-        inst_id = self._next_id
-        self._next_id += 1
+        inst_id = next(self._ids)
         instance = objects.Instance(
             context=self.context, id=inst_id, uuid=str(uuid.uuid4()),
             hostname='clear-%d' % inst_id, display_name='clear-%d' % inst_id,

@@ -1,5 +1,6 @@
 """A Clear Container's whole life through the driver, on real libvirt+QEMU."""
 
+from concurrent import futures
 import os
 import signal
 import subprocess
@@ -89,8 +90,18 @@ class TestLifecycle(base.FunctionalTestCase):
     def test_two_instances_share_cached_base(self):
         drv = self.make_driver()
         image = self.glance.add(images.disk_image('qcow2'), 'qcow2')
-        a = self.spawn(drv, image)
-        b = self.spawn(drv, image)
+        downloads = []
+        real_download = self.glance.download
+
+        def counting_download(*args, **kwargs):
+            downloads.append(args[1])
+            return real_download(*args, **kwargs)
+        self.glance.download = counting_download
+        # Two spawns of a new image at once, from two threads (nova 34
+        # calls drivers from native threads): one download, one base.
+        with futures.ThreadPoolExecutor(2) as pool:
+            a, b = pool.map(lambda _: self.spawn(drv, image), range(2))
+        self.assertEqual([image], downloads)
         self.wait_ready(drv, a)
         self.wait_ready(drv, b)
         cache = drv.image_cache.path
