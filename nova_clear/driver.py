@@ -21,6 +21,7 @@ import libvirt
 from nova.compute import power_state
 import nova.conf
 from nova import exception
+from nova.image import glance
 from nova import objects
 from nova.objects import fields as obj_fields
 from nova.virt import driver
@@ -33,7 +34,10 @@ from nova_clear import exception as clear_exc
 from nova_clear.guest import assets as guest_assets
 from nova_clear import host as clear_host
 from nova_clear.i18n import _
+from nova_clear.images import container
 from nova_clear.images import disk as disk_images
+from nova_clear.images import workload
+from nova_clear import privsep as clear_privsep
 from nova_clear import storage
 
 LOG = logging.getLogger(__name__)
@@ -103,6 +107,9 @@ class ClearDriver(driver.ComputeDriver):
         self.image_cache = disk_images.ImageCache(
             CONF['clear'].image_cache_path or
             os.path.join(self.instances_path, '_clear_base'))
+        self.rootfs_cache = container.RootfsCache(
+            os.path.join(self.image_cache.path, 'rootfs'),
+            clear_privsep.build_rootfs)
         self.virt_type = None
 
     # -- service life -----------------------------------------------------
@@ -267,8 +274,9 @@ class ClearDriver(driver.ComputeDriver):
     def _files(self, instance):
         return storage.InstanceFiles(self.instances_path, instance.uuid)
 
-    def _boot_config(self, instance, files, cached_format='qcow2'):
+    def _boot_config(self, instance, files):
         assets = self.assets.load()
+        rootfs = files.rootfs_ref()
         return domain.BootConfig(
             virt_type=self.virt_type or (
                 CONF['clear'].virt_type if CONF['clear'].virt_type != 'auto'
@@ -277,8 +285,9 @@ class ClearDriver(driver.ComputeDriver):
             kernel=assets.kernel,
             initrd=assets.initrd,
             acpi=assets.acpi,
-            disk_path=files.disk,
-            disk_format=cached_format,
+            disk_path=rootfs or files.disk,
+            disk_format='raw' if rootfs else 'qcow2',
+            upper_disk_path=files.upper if rootfs else None,
             console_log=files.console_log,
             cpu_mode=CONF['clear'].cpu_mode,
             tb_cache_mb=CONF['clear'].tcg_tb_cache_mb,
@@ -300,7 +309,9 @@ class ClearDriver(driver.ComputeDriver):
                 name=instance.name, reason=e.get_error_message())
 
     def _ensure_disk(self, context, instance, image_meta, files):
-        if os.path.exists(files.disk):
+        """The instance's disks: an overlay on a cached disk image, or a
+        container image's shared root filesystem plus a writable disk."""
+        if files.has_disks():
             return
         if not image_meta.obj_attr_is_set('id'):
             raise exception.InstanceDeployFailure(
@@ -308,8 +319,24 @@ class ClearDriver(driver.ComputeDriver):
                          'instance has none (boot from volume is not '
                          'supported)'))
         cached = self.image_cache.get(context, image_meta)
-        disk_images.create_overlay(cached, files.disk,
-                                   instance.flavor.root_gb)
+        root_gb = instance.flavor.root_gb
+        if not container.is_container(image_meta, cached):
+            disk_images.create_overlay(cached, files.disk, root_gb)
+            return
+        rootfs = self.rootfs_cache.get(
+            cached, root_gb * units.Gi if root_gb else None)
+        props = self._image_properties(context, image_meta)
+        wl = workload.resolve(rootfs.config, props, str(image_meta.id))
+        container.create_writable_disk(files.upper, root_gb, wl)
+        files.write_rootfs_ref(rootfs.path)
+
+    @staticmethod
+    def _image_properties(context, image_meta):
+        """All of the image's Glance properties (nova's ImageMeta keeps
+        only the ones nova knows; the clear_* ones are ours)."""
+        image = glance.API().get(context, str(image_meta.id))
+        return {k: v for k, v in (image.get('properties') or {}).items()
+                if k in workload.PROPS}
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,

@@ -16,6 +16,7 @@ from oslo_config import fixture as config_fixture
 import testtools
 
 import libvirt
+from nova.compute import power_state
 import nova.conf
 from nova import context as nova_context
 from nova import objects
@@ -41,12 +42,13 @@ class LocalGlance:
     def __init__(self):
         self.images = {}
 
-    def add(self, path, disk_format, size=None, properties=None):
+    def add(self, path, disk_format, size=None, properties=None,
+            container_format='bare'):
         image_id = str(uuid.uuid4())
         self.images[image_id] = {
             'id': image_id, 'name': os.path.basename(path),
             'status': 'active', 'disk_format': disk_format,
-            'container_format': 'bare',
+            'container_format': container_format,
             'size': os.path.getsize(path) if size is None else size,
             'properties': dict(properties or {}), 'path': path,
         }
@@ -71,6 +73,9 @@ class LocalGlance:
             else:
                 with open(dst_path, 'wb') as out:
                     shutil.copyfileobj(f, out)
+
+    def get(self, context, image_id, **kwargs):
+        return self.show(context, image_id)
 
     def image_meta(self, image_id):
         meta = self.show(None, image_id)
@@ -138,6 +143,7 @@ class FunctionalTestCase(testtools.TestCase):
         helper = os.path.join(os.path.dirname(sys.executable),
                               'privsep-helper')
         self.conf.config(group='nova_sys_admin', helper_command=helper)
+        self.conf.config(group='clear_sys_admin', helper_command=helper)
         self.glance = LocalGlance()
         self.useFixture(fixtures.MonkeyPatch(
             'nova.image.glance.get_default_image_service',
@@ -195,10 +201,17 @@ class FunctionalTestCase(testtools.TestCase):
     def wait_console(self, drv, instance, needle, count=1,
                      timeout=READY_TIMEOUT):
         deadline = time.monotonic() + timeout
+        stopped_since = time.monotonic()
         while True:
             text = self.console(drv, instance)
             if text.count(needle) >= count:
                 return text
+            stopped = drv.get_info(instance).state == power_state.SHUTDOWN
+            if stopped and time.monotonic() > stopped_since + 2:
+                timeout = 'the guest stopped; %s' % timeout
+                deadline = 0
+            elif not stopped:
+                stopped_since = time.monotonic()
             if time.monotonic() > deadline:
                 self.fail('%r (x%d) not in the console of %s after %ss:\n%s'
                           % (needle, count, instance.uuid, timeout,
