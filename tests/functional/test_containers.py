@@ -38,11 +38,12 @@ class TestContainerImages(base.FunctionalTestCase):
         image = self.glance.add(
             images.container_image('oci'), 'raw',
             # The image's Entrypoint is ["/bin/sh", "-c"]: Cmd is one script.
-            properties={'clear_cmd': json.dumps(
-                ['echo override $GREETING in $(pwd) as uid $(id -u); '
-                 'exit 0']),
-                        'clear_env': '{"GREETING": "bonjour"}',
-                        'clear_user': '0', 'clear_workdir': '/tmp'})
+            properties={
+                'clear_cmd': json.dumps(
+                    ['echo override $GREETING in $(pwd) as uid $(id -u); '
+                     'exit 0']),
+                'clear_env': '{"GREETING": "bonjour"}',
+                'clear_user': '0', 'clear_workdir': '/tmp'})
         inst = self.spawn(drv, image)
         text = self.wait_console(drv, inst, 'workload exited status=0')
         self.assertIn('override bonjour in /tmp as uid 0', text)

@@ -27,6 +27,7 @@ from tests.unit import fake_libvirt
 
 CONF = nova.conf.CONF
 objects.register_all()
+IMG = '5a1ec0de-0000-4000-8000-000000000001'
 
 
 class TestPowerStateMapping(testtools.TestCase):
@@ -91,7 +92,7 @@ class DriverTestCase(testtools.TestCase):
         self.useFixture(fixtures.MockPatchObject(
             clear_host.Host, 'initialize'))
         self.cached = disk_images.CachedImage(
-            'img', os.path.join(self.tmp, 'base'), 'raw', 1 << 20)
+            IMG, os.path.join(self.tmp, 'base'), 'raw', 1 << 20)
         self.useFixture(fixtures.MockPatchObject(
             disk_images.ImageCache, 'get', return_value=self.cached))
 
@@ -110,11 +111,11 @@ class DriverTestCase(testtools.TestCase):
         return objects.Instance(
             id=n, uuid='00000000-0000-0000-0000-%012d' % n,
             hostname='h%d' % n, display_name='h%d' % n, project_id='p',
-            user_id='u', image_ref='img', flavor=flavor,
+            user_id='u', image_ref=IMG, flavor=flavor,
             system_metadata={})
 
     def image_meta(self):
-        return objects.ImageMeta.from_dict({'id': 'img',
+        return objects.ImageMeta.from_dict({'id': IMG,
                                             'disk_format': 'raw'})
 
     def spawn(self, inst, **kw):
@@ -158,7 +159,7 @@ class TestDriver(DriverTestCase):
 
     def test_spawn_image_failure_leaves_nothing(self):
         disk_images.ImageCache.get.side_effect = \
-            exception.ImageUnacceptable(image_id='img', reason='bad')
+            exception.ImageUnacceptable(image_id=IMG, reason='bad')
         inst = self.instance()
         self.assertRaises(exception.ImageUnacceptable, self.spawn, inst)
         self.assertEqual({}, self.conn.domains)
