@@ -46,6 +46,8 @@ class BootConfig:
     # Container images: disk_path is the shared read-only root filesystem
     # and this the instance's writable disk (overlay upper layer).
     upper_disk_path: str = None
+    # Config drive (ISO 9660), attached read-only after the other disks.
+    config_drive_path: str = None
 
 
 def kernel_cmdline(instance, image_meta, boot):
@@ -56,6 +58,9 @@ def kernel_cmdline(instance, image_meta, boot):
     args.append('nova_clear.uuid=%s' % instance.uuid)
     if boot.upper_disk_path:
         args.append('nova_clear.mode=container')
+    if boot.config_drive_path:
+        args.append('nova_clear.configdrive=/dev/%s' % (
+            'vdc' if boot.upper_disk_path else 'vdb'))
     hostname = getattr(instance, 'hostname', None)
     if hostname:
         args.append('nova_clear.hostname=%s' % hostname)
@@ -168,6 +173,9 @@ def domain_xml(instance, flavor, image_meta, boot):
         _disk(devices, boot, boot.upper_disk_path, 'raw', 'vdb')
     else:
         _disk(devices, boot, boot.disk_path, boot.disk_format, 'vda')
+    if boot.config_drive_path:
+        _disk(devices, boot, boot.config_drive_path, 'raw',
+              'vdc' if boot.upper_disk_path else 'vdb', readonly=True)
 
     serial = _sub(devices, 'serial', type='file')
     # append: the log survives reboots and restarts of QEMU; virtlogd

@@ -11,6 +11,7 @@ import os
 import time
 
 from oslo_concurrency import lockutils
+from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import excutils
@@ -18,12 +19,14 @@ from oslo_utils import units
 import os_resource_classes as orc  # noqa: H306
 
 import libvirt
+from nova.api.metadata import base as instance_metadata
 from nova.compute import power_state
 import nova.conf
 from nova import exception
 from nova.image import glance
 from nova import objects
 from nova.objects import fields as obj_fields
+from nova.virt import configdrive
 from nova.virt import driver
 from nova.virt import hardware
 import nova.virt.node
@@ -288,6 +291,9 @@ class ClearDriver(driver.ComputeDriver):
             disk_path=rootfs or files.disk,
             disk_format='raw' if rootfs else 'qcow2',
             upper_disk_path=files.upper if rootfs else None,
+            config_drive_path=(files.config_drive
+                               if os.path.exists(files.config_drive)
+                               else None),
             console_log=files.console_log,
             cpu_mode=CONF['clear'].cpu_mode,
             tb_cache_mb=CONF['clear'].tcg_tb_cache_mb,
@@ -327,8 +333,33 @@ class ClearDriver(driver.ComputeDriver):
             cached, root_gb * units.Gi if root_gb else None)
         props = self._image_properties(context, image_meta)
         wl = workload.resolve(rootfs.config, props, str(image_meta.id))
-        container.create_writable_disk(files.upper, root_gb, wl)
+        container.create_writable_disk(
+            files.upper, root_gb, wl,
+            authorized_keys=getattr(instance, 'key_data', None))
         files.write_rootfs_ref(rootfs.path)
+
+    @staticmethod
+    def _ensure_config_drive(context, instance, injected_files,
+                             admin_password, network_info, files):
+        """Nova's own config drive, when the instance or policy wants one:
+        cloud-init in disk images finds it by its label, the agent mounts it
+        at /.nova-clear/config-drive for container workloads."""
+        if not configdrive.required_by(instance) or \
+                os.path.exists(files.config_drive):
+            return
+        extra_md = {'admin_pass': admin_password} if admin_password else {}
+        inst_md = instance_metadata.InstanceMetadata(
+            instance, content=injected_files, extra_md=extra_md,
+            network_info=network_info)
+        tmp = files.config_drive + '.tmp'
+        with configdrive.ConfigDriveBuilder(instance_md=inst_md) as cdb:
+            try:
+                cdb.make_drive(tmp)
+            except processutils.ProcessExecutionError as e:
+                raise exception.InstanceDeployFailure(
+                    reason=_('cannot build the config drive: %s') % e)
+        os.replace(tmp, files.config_drive)
+        configdrive.update_instance(instance)
 
     @staticmethod
     def _image_properties(context, image_meta):
@@ -359,6 +390,9 @@ class ClearDriver(driver.ComputeDriver):
             dom = None
             try:
                 self._ensure_disk(context, instance, image_meta, files)
+                self._ensure_config_drive(context, instance, injected_files,
+                                          admin_password, network_info,
+                                          files)
                 dom = self._define(instance, image_meta, files)
                 if power_on:
                     self._start(instance, dom, files)

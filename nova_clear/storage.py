@@ -4,6 +4,7 @@
                  images:
 ``upper``        the writable disk (ext4: workload spec + overlay upper)
 ``rootfs``       path of the image's shared read-only root filesystem
+``disk.config``  config drive (ISO 9660, label config-2), when required
 ``console.log``  serial console, written by virtlogd (root, 0600)
 ``domain.xml``   the XML the domain was last defined with (for operators)
 """
@@ -27,6 +28,7 @@ class InstanceFiles:
         self.console_log = os.path.join(self.dir, 'console.log')
         self.domain_xml = os.path.join(self.dir, 'domain.xml')
         self.upper = os.path.join(self.dir, 'upper')
+        self.config_drive = os.path.join(self.dir, 'disk.config')
         self._rootfs = os.path.join(self.dir, 'rootfs')
 
     def has_disks(self):

@@ -31,10 +31,11 @@ from nova_clear.guest import cpio
 DEFAULT_KERNEL_PACKAGE = 'linux-image-cloud-amd64'
 BUSYBOX = '/bin/busybox'
 # What the agent and the domain need from the kernel when they are not
-# built in.  Dependencies are added automatically.
+# built in (isofs: the config drive).  Dependencies are added
+# automatically.
 WANTED_MODULES = ('virtio_mmio', 'virtio_blk', 'virtio_console',
                   'virtio_net', 'virtio_rng', 'overlay', 'virtiofs',
-                  'button', 'evdev')
+                  'button', 'evdev', 'isofs')
 
 
 class BuildError(Exception):

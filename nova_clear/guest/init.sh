@@ -13,6 +13,8 @@
 #                               instance's writable disk holding the
 #                               workload spec (nova-clear/{argv,env,
 #                               workdir,user}) and the overlay upper layer
+#   nova_clear.configdrive=DEV  Nova's config drive; container workloads
+#                               find it at /.nova-clear/config-drive
 #   nova_clear.debug=1          shell trace
 #
 # Exit contract: a workload command runs as a child of this agent; when it
@@ -34,7 +36,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
-UUID=unknown HOSTNAME_ARG= ROOTDEV=/dev/vda WORKLOAD= DEBUG= PROBE= MODE=
+UUID=unknown HOSTNAME_ARG= ROOTDEV=/dev/vda WORKLOAD= DEBUG= PROBE= MODE= CONFIGDRIVE=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         nova_clear.uuid=*) UUID=${arg#*=} ;;
@@ -43,6 +45,7 @@ for arg in $(cat /proc/cmdline); do
         nova_clear.debug=1) DEBUG=1 ;;
         nova_clear.probe=1) PROBE=1 ;;
         nova_clear.mode=*) MODE=${arg#*=} ;;
+        nova_clear.configdrive=*) CONFIGDRIVE=${arg#*=} ;;
         init=*) WORKLOAD=${arg#*=} ;;
         --) break ;;
     esac
@@ -122,6 +125,18 @@ p=$(command -v "$1") || { echo "nova-clear: error: $1: command not found"; exit 
 shift
 exec /.nova-clear/busybox start-stop-daemon -S -n nova-clear-never -c "$U" -x "$p" -- "$@"
 RUN
+    if [ -n "$CONFIGDRIVE" ]; then
+        wait_disk "$CONFIGDRIVE"
+        mkdir -p /newroot/.nova-clear/config-drive
+        mount -t iso9660 -o ro "$CONFIGDRIVE" /newroot/.nova-clear/config-drive ||
+            say "warning: cannot mount the config drive $CONFIGDRIVE"
+    fi
+    if [ -s /rw/nova-clear/authorized_keys ]; then
+        # The instance's key pair, for images that run an SSH server.
+        mkdir -p /newroot/root/.ssh && chmod 700 /newroot/root/.ssh
+        cp /rw/nova-clear/authorized_keys /newroot/root/.ssh/authorized_keys
+        chmod 600 /newroot/root/.ssh/authorized_keys
+    fi
     WORKDIR=$(cat /rw/nova-clear/workdir)
     RUNAS=$(cat /rw/nova-clear/user)
     WORKLOAD=/.nova-clear/busybox

@@ -123,13 +123,17 @@ class RootfsCache:
         return Rootfs(archive.digest, dest, content, archive.config)
 
 
-def create_writable_disk(dest, size_gb, workload):
+def create_writable_disk(dest, size_gb, workload, authorized_keys=None):
     """The instance's own disk: ext4 holding the agent's workload spec in
     ``/nova-clear``; the agent puts the overlay's upper layer beside it."""
     with tempfile.TemporaryDirectory(prefix='nova-clear-spec-') as tree:
         spec = os.path.join(tree, 'nova-clear')
         os.mkdir(spec)
-        for name, data in workload_mod.spec_files(workload).items():
+        files = workload_mod.spec_files(workload)
+        if authorized_keys:
+            files['authorized_keys'] = authorized_keys.strip().encode() + \
+                b'\n'
+        for name, data in files.items():
             with open(os.path.join(spec, name), 'wb') as f:
                 f.write(data)
         with open(dest, 'wb') as f:

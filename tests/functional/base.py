@@ -19,6 +19,7 @@ import libvirt
 from nova.compute import power_state
 import nova.conf
 from nova import context as nova_context
+from nova.network import model as network_model
 from nova import objects
 from nova import utils as nova_utils
 from nova.virt import fake as fake_virt
@@ -177,8 +178,21 @@ class FunctionalTestCase(testtools.TestCase):
             hostname='clear-%d' % inst_id, display_name='clear-%d' % inst_id,
             project_id='fake-project', user_id='fake-user',
             image_ref=image_id, flavor=flavor, vcpus=vcpus,
-            memory_mb=memory_mb, root_gb=root_gb,
-            system_metadata=nova_utils.get_system_metadata_from_image(image))
+            memory_mb=memory_mb, root_gb=root_gb, config_drive='',
+            launched_at=None,
+            system_metadata=nova_utils.get_system_metadata_from_image(image),
+            # what the compute manager's instance carries from the DB
+            root_device_name='/dev/vda', default_ephemeral_device=None,
+            default_swap_device=None, device_metadata=None,
+            numa_topology=None, availability_zone=None, user_data=None,
+            metadata={}, launch_index=0, reservation_id='r-%d' % inst_id,
+            key_name=None, key_data=None,
+            keypairs=objects.KeyPairList(objects=[]),
+            ec2_ids=objects.EC2Ids(instance_id='i-%08x' % inst_id,
+                                   ami_id='ami-00000001', kernel_id=None,
+                                   ramdisk_id=None),
+            info_cache=objects.InstanceInfoCache(
+                network_info=network_model.NetworkInfo([])))
         return instance
 
     def spawn(self, drv, image_id, **kw):

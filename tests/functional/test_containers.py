@@ -5,7 +5,10 @@ import json
 import os
 import tarfile
 
+import fixtures
+
 from nova.compute import power_state
+from nova import objects
 from nova.virt import event as virtevent
 
 from nova_clear.images import layers
@@ -116,3 +119,36 @@ def _docker_archive(path, files):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+
+
+class TestConfigDrive(base.FunctionalTestCase):
+
+    def test_container_sees_metadata_and_key(self):
+        self.conf.config(force_config_drive=True)
+        # Nova's metadata code asks Neutron for security groups and the
+        # database for block devices; neither runs in these tests (the
+        # all-in-one integration tests have both).
+        self.useFixture(fixtures.MockPatch(
+            'nova.network.security_group_api.get_instance_security_groups',
+            return_value=[]))
+        self.useFixture(fixtures.MockPatch(
+            'nova.objects.BlockDeviceMappingList.get_by_instance_uuid',
+            return_value=objects.BlockDeviceMappingList(objects=[])))
+        drv = self.make_driver()
+        image = self.glance.add(
+            images.container_image('docker'), 'raw',
+            container_format='docker',
+            properties={'clear_user': '0', 'clear_cmd': json.dumps(
+                ['cat /.nova-clear/config-drive/openstack/latest/'
+                 'meta_data.json; echo; cat /root/.ssh/authorized_keys'])})
+        inst = self.make_instance(image)
+        inst.key_data = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITEST test@nova'
+        inst.key_name = 'test'
+        drv.spawn(self.context, inst, self.glance.image_meta(image), [],
+                  None, {})
+        self.addCleanup(self._destroy_quietly, drv, inst)
+        text = self.wait_console(drv, inst, 'workload exited status=0')
+        self.assertIn('"uuid": "%s"' % inst.uuid, text)
+        self.assertIn('"hostname": "%s.' % inst.hostname, text)
+        self.assertIn(inst.key_data, text)
+        self.assertTrue(inst.config_drive)

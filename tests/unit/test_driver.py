@@ -4,6 +4,7 @@ import os
 from unittest import mock
 
 import fixtures
+from oslo_concurrency import processutils
 from oslo_config import fixture as config_fixture
 import testtools
 
@@ -112,7 +113,7 @@ class DriverTestCase(testtools.TestCase):
             id=n, uuid='00000000-0000-0000-0000-%012d' % n,
             hostname='h%d' % n, display_name='h%d' % n, project_id='p',
             user_id='u', image_ref=IMG, flavor=flavor,
-            system_metadata={})
+            system_metadata={}, config_drive='', launched_at=None)
 
     def image_meta(self):
         return objects.ImageMeta.from_dict({'id': IMG,
@@ -226,6 +227,35 @@ class TestDriver(DriverTestCase):
                          self.drv.get_info(inst).state)
         self.drv.resume(self.ctx, inst, None)
         self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+
+    def test_config_drive_when_required(self):
+        self.conf.config(force_config_drive=True)
+        inst = self.instance()
+
+        def make_drive(self_, path):
+            with open(path, 'wb') as f:
+                f.write(b'iso')
+        with mock.patch('nova.api.metadata.base.InstanceMetadata') as md, \
+                mock.patch('nova.virt.configdrive.ConfigDriveBuilder.'
+                           'make_drive', make_drive):
+            self.spawn(inst, network_info=None)
+        md.assert_called_once()
+        self.assertTrue(inst.config_drive)
+        xml = self.conn.domains[inst.uuid].xml
+        self.assertIn('nova_clear.configdrive=/dev/vdb', xml)
+        self.assertIn(os.path.join(self.inst_dir(inst), 'disk.config'), xml)
+
+    def test_config_drive_failure_leaves_nothing(self):
+        self.conf.config(force_config_drive=True)
+        inst = self.instance()
+        with mock.patch('nova.api.metadata.base.InstanceMetadata'), \
+                mock.patch('nova.virt.configdrive.ConfigDriveBuilder.'
+                           'make_drive', side_effect=processutils.
+                           ProcessExecutionError('genisoimage: no')):
+            err = self.assertRaises(exception.InstanceDeployFailure,
+                                    self.spawn, inst)
+        self.assertIn('config drive', str(err))
+        self.assertFalse(os.path.exists(self.inst_dir(inst)))
 
     def test_missing_kernel_fails_spawn(self):
         os.unlink(os.path.join(self.tmp, 'assets', 'vmlinuz'))
