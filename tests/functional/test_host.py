@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import libvirt
+
 from nova.compute import provider_tree
 from nova.virt import driver as nova_driver
 from nova.virt import fake as fake_virt
@@ -53,8 +55,13 @@ class TestAutoVirtType(base.FunctionalTestCase):
         image = self.glance.add(images.disk_image('fs'), 'raw')
         inst = self.spawn(drv, image)
         self.wait_ready(drv, inst)
-        # The probe leaves no domain and no log behind.
-        self.assertEqual([inst.uuid], drv.list_instance_uuids())
+        # The probe leaves no domain and no log behind (other test workers
+        # may have domains of their own).
+        self.assertIn(inst.uuid, drv.list_instance_uuids())
+        conn = libvirt.open('qemu:///system')
+        self.addCleanup(conn.close)
+        self.assertEqual([], [d.name() for d in conn.listAllDomains()
+                              if d.name().startswith('nova-clear-probe')])
         self.assertEqual(
             [], [f for f in os.listdir(self.conf.conf['clear'].instances_path)
                  if f.startswith('nova-clear-probe')])
