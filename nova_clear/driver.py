@@ -104,7 +104,8 @@ class ClearDriver(driver.ComputeDriver):
         super().__init__(virtapi)
         self.host = clear_host.Host(CONF['clear'].connection_uri,
                                     lifecycle_callback=self.emit_event)
-        self.assets = guest_assets.AssetStore(CONF['clear'].assets_path)
+        self.assets = guest_assets.AssetStore(CONF['clear'].assets_path,
+                                              CONF['clear'].guest_kernel)
         self.instances_path = (CONF['clear'].instances_path or
                                CONF.instances_path)
         self.image_cache = disk_images.ImageCache(
