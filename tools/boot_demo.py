@@ -195,8 +195,8 @@ def main():
     print('timings (s, %d run%s, median [min-max]):' %
           (len(runs), '' if len(runs) == 1 else 's'))
     for k, v in summary.items():
-        print('  %-22s %.2f [%.2f-%.2f]' % (k, v['median'], v['min'],
-                                           v['max']))
+        print('  %-22s %.2f [%.2f-%.2f]' % (
+            k, v['median'], v['min'], v['max']))
     if 'raw_qemu_to_ready_s' in summary:
         print('  driver/raw-QEMU ratio  %.2f' % (
             summary['spawn_to_ready_s']['median'] /
