@@ -336,7 +336,9 @@ class ClearDriver(driver.ComputeDriver):
         wl = workload.resolve(rootfs.config, props, str(image_meta.id))
         container.create_writable_disk(
             files.upper, root_gb, wl,
-            authorized_keys=getattr(instance, 'key_data', None))
+            authorized_keys=(instance.key_data
+                             if instance.obj_attr_is_set('key_data')
+                             else None))
         files.write_rootfs_ref(rootfs.path)
 
     @staticmethod

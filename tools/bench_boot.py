@@ -132,7 +132,7 @@ class Bench:
     # -- scenarios --------------------------------------------------------
     def spawn_until(self, drv, image_id, needle_fmt, keep=False):
         inst = self.instance(image_id)
-        needle = (needle_fmt % inst.uuid).encode()
+        needle = needle_fmt.replace('{uuid}', inst.uuid).encode()
         t0 = time.monotonic()
         try:
             drv.spawn(self.ctx, inst, self.glance.image_meta(image_id), [],
@@ -255,8 +255,9 @@ class Bench:
         insts = []
         try:
             for _ in range(count):
-                t, inst = self.spawn_until(
-                    drv, self.disk_image, 'nova-clear: ready %s', keep=True)
+                _t, inst = self.spawn_until(drv, self.disk_image,
+                                            'nova-clear: ready {uuid}',
+                                            keep=True)
                 insts.append(inst)
             time.sleep(3)
             per = [_qemu_pss(i.uuid) for i in insts]
@@ -394,10 +395,9 @@ def main():
                     bench.floor(drv, disk_path))
                 boot.setdefault('driver-' + k, []).append(
                     bench.spawn_until(drv, bench.disk_image,
-                                      'nova-clear: ready %s')[0])
+                                      'nova-clear: ready {uuid}')[0])
                 boot.setdefault('container-' + k, []).append(
-                    bench.spawn_until(drv, container,
-                                      'ready %s\r\ncontainer says')[0])
+                    bench.spawn_until(drv, container, 'container says')[0])
             t, pss = bench.fullvm(fullvm_image)
             boot.setdefault('fullvm', []).append(t)
             fullvm_pss.append(pss)
