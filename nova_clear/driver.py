@@ -16,6 +16,7 @@ from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import excutils
 from oslo_utils import units
+from oslo_utils import uuidutils
 import os_resource_classes as orc  # noqa: H306
 
 import libvirt
@@ -61,7 +62,9 @@ class ClearDriver(driver.ComputeDriver):
     """Runs every Nova instance as a Clear Container."""
 
     capabilities = {
-        'has_imagecache': False,
+        # manage_image_cache removes cached images and container root
+        # filesystems no instance uses any more.
+        'has_imagecache': True,
         'supports_evacuate': False,
         'supports_migrate_to_same_host': False,
         'supports_attach_interface': False,
@@ -530,6 +533,26 @@ class ClearDriver(driver.ComputeDriver):
             dom = self.host.find(instance.uuid)
             if dom is None or not dom.isActive():
                 self._restart(context, instance, dom)
+
+    # -- image cache ----------------------------------------------------------
+    def manage_image_cache(self, context, all_instances):
+        """Nova's periodic image cache pass ([image_cache] options)."""
+        if not CONF.image_cache.remove_unused_base_images:
+            return
+        min_age = CONF.image_cache.remove_unused_original_minimum_age_seconds
+        in_use = {inst.image_ref for inst in all_instances
+                  if inst.image_ref}
+        rootfs_in_use = set()
+        if os.path.isdir(self.instances_path):
+            for name in os.listdir(self.instances_path):
+                if not uuidutils.is_uuid_like(name):
+                    continue  # _clear_base, locks, ...
+                ref = storage.InstanceFiles(self.instances_path,
+                                            name).rootfs_ref()
+                if ref:
+                    rootfs_in_use.add(ref)
+        self.image_cache.remove_unused(in_use, min_age)
+        self.rootfs_cache.remove_unused(rootfs_in_use, min_age)
 
     # -- console --------------------------------------------------------------
     def get_console_output(self, context, instance):

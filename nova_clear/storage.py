@@ -45,7 +45,7 @@ class InstanceFiles:
         try:
             with open(self._rootfs) as f:
                 return f.read().strip() or None
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
 
     def create(self):

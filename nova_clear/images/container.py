@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
@@ -121,6 +122,36 @@ class RootfsCache:
         os.replace(dest + '.json.tmp',
                    os.path.join(self.path, archive.digest + '.json'))
         return Rootfs(archive.digest, dest, content, archive.config)
+
+    def remove_unused(self, in_use_paths, min_age):
+        """Remove root filesystems no instance refers to, untouched for
+        min_age seconds; returns the removed digests."""
+        removed = []
+        if not os.path.isdir(self.path):
+            return removed
+        now = time.time()
+        for name in os.listdir(self.path):
+            if not name.endswith('.ext4'):
+                continue
+            path = os.path.join(self.path, name)
+            digest = name[:-len('.ext4')]
+            if path in in_use_paths or \
+                    now - os.stat(path).st_mtime < min_age:
+                continue
+            with lockutils.lock('clear-rootfs-%s' % digest, external=True,
+                                lock_path=self.lock_path):
+                for p in (path, os.path.join(self.path, digest + '.json')):
+                    if os.path.exists(p):
+                        os.unlink(p)
+            by_image = os.path.dirname(self._by_image('x'))
+            for ref in os.listdir(by_image) if os.path.isdir(by_image) \
+                    else []:
+                with open(os.path.join(by_image, ref)) as f:
+                    if f.read().strip() == digest:
+                        os.unlink(os.path.join(by_image, ref))
+            LOG.info('Removed unused container root filesystem %s', digest)
+            removed.append(digest)
+        return removed
 
 
 def create_writable_disk(dest, size_gb, workload, authorized_keys=None):

@@ -17,6 +17,7 @@ backing files or external data files), ``qemu-img check`` for qcow2.
 import dataclasses
 import json
 import os
+import time
 
 from oslo_concurrency import lockutils
 from oslo_concurrency import processutils
@@ -154,6 +155,27 @@ class ImageCache:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+
+    def remove_unused(self, in_use, min_age):
+        """Remove cached images no instance uses, untouched for min_age
+        seconds; returns the removed ids."""
+        removed = []
+        now = time.time()
+        for image_id in self.cached_ids():
+            if image_id in in_use:
+                continue
+            info = os.path.join(self.path, image_id + '.json')
+            try:
+                if now - os.stat(info).st_mtime < min_age:
+                    continue
+            except FileNotFoundError:
+                continue
+            with lockutils.lock('clear-image-%s' % image_id, external=True,
+                                lock_path=self.lock_path):
+                self.remove(image_id)
+            LOG.info('Removed unused cached image %s', image_id)
+            removed.append(image_id)
+        return removed
 
     def cached_ids(self):
         return sorted(f[:-5] for f in os.listdir(self.path)

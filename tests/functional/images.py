@@ -8,6 +8,7 @@ shutdown), prints a marker and keeps running.
 """
 
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ import struct
 import subprocess
 
 from nova_clear.guest import build
+from nova_clear.guest import kernel
 
 CACHE = os.environ.get('NOVA_CLEAR_TEST_CACHE', '/var/tmp/nova-clear-test')
 MiB = 1024 * 1024
@@ -46,19 +48,28 @@ def _locked(name):
 
 
 def guest_assets():
-    """A real assets directory built by nova-clear-build-guest."""
+    """A real assets directory built by nova-clear-build-guest.
+
+    With Debian's linux-source installed it holds the minimal kernel too
+    (built once, cached by configuration), which the driver then prefers,
+    as it does in production.
+    """
     dest = os.environ.get('NOVA_CLEAR_TEST_ASSETS') or \
         os.path.join(CACHE, 'assets')
-    # Rebuilt whenever the agent or the builder changed.
-    with open(build.__file__, 'rb') as f:
-        stamp = hashlib.sha256(build.init_script() + f.read()).hexdigest()
+    minimal = bool(glob.glob(kernel.SOURCE_GLOB))
+    # Rebuilt whenever the agent, the builder or the kernel config changed.
+    digest = hashlib.sha256(build.init_script())
+    for path in (build.__file__, kernel.FRAGMENT):
+        with open(path, 'rb') as f:
+            digest.update(f.read())
+    stamp = '%s minimal=%s' % (digest.hexdigest(), minimal)
     stamp_file = os.path.join(dest, 'test-stamp')
     with _locked('assets'):
         current = open(stamp_file).read() if os.path.exists(stamp_file) \
             else None
         if current != stamp or \
                 not os.path.exists(os.path.join(dest, 'manifest.json')):
-            build.build(dest, log=lambda *a: None)
+            build.build(dest, log=lambda *a: None, minimal=minimal)
             with open(stamp_file, 'w') as f:
                 f.write(stamp)
     return dest

@@ -280,6 +280,49 @@ class TestDriver(DriverTestCase):
                 CONF['clear'].console_log_max_bytes)
 
 
+class TestImageCacheManagement(DriverTestCase):
+
+    def _old(self, path, data=b'x'):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(data)
+        os.utime(path, (1, 1))
+
+    def test_unused_images_and_rootfs_removed(self):
+        cache = self.drv.image_cache.path
+        used, unused = IMG, '5a1ec0de-0000-4000-8000-0000000000ff'
+        for image_id in (used, unused):
+            self._old(os.path.join(cache, image_id))
+            self._old(os.path.join(cache, image_id + '.json'), b'{}')
+        rootfs = self.drv.rootfs_cache.path
+        kept = os.path.join(rootfs, 'a' * 64 + '.ext4')
+        gone = os.path.join(rootfs, 'b' * 64 + '.ext4')
+        for p in (kept, gone):
+            self._old(p)
+        self._old(os.path.join(rootfs, 'by-image', unused),
+                  b'b' * 64)
+        inst = self.instance()
+        files = self.drv._files(inst)
+        files.create()
+        files.write_rootfs_ref(kept)
+        self.drv.manage_image_cache(self.ctx, [inst])
+        self.assertEqual([used], self.drv.image_cache.cached_ids())
+        self.assertTrue(os.path.exists(kept))
+        self.assertFalse(os.path.exists(gone))
+        self.assertEqual([], os.listdir(os.path.join(rootfs, 'by-image')))
+
+    def test_young_entries_kept(self):
+        self.conf.config(remove_unused_original_minimum_age_seconds=3600,
+                         group='image_cache')
+        cache = self.drv.image_cache.path
+        os.makedirs(cache, exist_ok=True)
+        for name in ('young', 'young.json'):
+            with open(os.path.join(cache, name), 'w') as f:
+                f.write('{}')
+        self.drv.manage_image_cache(self.ctx, [])
+        self.assertEqual(['young'], self.drv.image_cache.cached_ids())
+
+
 class TestInventory(DriverTestCase):
 
     def test_provider_tree(self):
