@@ -449,6 +449,9 @@ class ClearDriver(driver.ComputeDriver):
         dom = dom or self.host.find(instance.uuid)
         if dom is not None:
             self.host.destroy(dom)
+            if dom.hasManagedSaveImage(0):
+                # A reboot boots afresh, it does not resume saved memory.
+                dom.managedSaveRemove(0)
         image_meta = objects.ImageMeta.from_instance(instance)
         self._ensure_disk(context, instance, image_meta, files)
         dom = self._define(instance, image_meta, files)

@@ -55,6 +55,10 @@ class TestLifecycle(base.FunctionalTestCase):
         # Resumed from saved memory: no new boot.
         self.assertEqual(4, self.console(drv, inst).count(
             'nova-clear: ready %s' % inst.uuid))
+        # A hard reboot of a suspended instance boots afresh.
+        drv.suspend(self.context, inst)
+        drv.reboot(self.context, inst, None, 'HARD')
+        self.wait_ready(drv, inst, count=5)
 
         drv.destroy(self.context, inst, None)
         self.assert_gone(drv, inst)

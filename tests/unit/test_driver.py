@@ -227,6 +227,11 @@ class TestDriver(DriverTestCase):
                          self.drv.get_info(inst).state)
         self.drv.resume(self.ctx, inst, None)
         self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+        # A hard reboot of a suspended instance boots afresh.
+        self.drv.suspend(self.ctx, inst)
+        self.drv.reboot(self.ctx, inst, None, 'HARD')
+        self.assertFalse(self.conn.domains[inst.uuid].saved)
+        self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
 
     def test_config_drive_when_required(self):
         self.conf.config(force_config_drive=True)
