@@ -7,6 +7,7 @@ and the source tarball, so a rebuild happens only when either changes; the
 build tree is removed afterwards.
 """
 
+import fcntl
 import glob
 import hashlib
 import os
@@ -70,11 +71,21 @@ def _run(cmd, cwd, log):
 
 
 def build(cache_dir, jobs=None, source=None, log=print):
-    """Return (bzImage path, kernel release); builds only when needed."""
+    """Return (bzImage path, kernel release); builds only when needed.
+
+    Concurrent callers (test workers, several tools) wait for one build.
+    """
     with open(FRAGMENT) as f:
         fragment = f.read()
     source = source or find_source()
     key = cache_key(source, fragment)
+    os.makedirs(cache_dir, exist_ok=True)
+    with open(os.path.join(cache_dir, key + '.lock'), 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(cache_dir, key, fragment, source, jobs, log)
+
+
+def _build_locked(cache_dir, key, fragment, source, jobs, log):
     out = os.path.join(cache_dir, key)
     image = os.path.join(out, 'bzImage')
     if os.path.exists(image):
