@@ -15,6 +15,7 @@ backing files or external data files), ``qemu-img check`` for qcow2.
 """
 
 import dataclasses
+import errno
 import json
 import os
 import time
@@ -106,7 +107,15 @@ class ImageCache:
         with fileutils.remove_path_on_error(part):
             LOG.info('Downloading image %s into the Clear Containers '
                      'cache', image_id)
-            nova_images.fetch(context, image_id, part)
+            try:
+                nova_images.fetch(context, image_id, part)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise exception.InstanceDeployFailure(
+                        reason=_('no space left in the image cache %(p)s '
+                                 'for image %(i)s') %
+                        {'p': self.path, 'i': image_id})
+                raise
             actual = os.path.getsize(part)
             expected = _meta(image_meta, 'size')
             if expected and actual != expected:

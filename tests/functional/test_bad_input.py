@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 
 from nova import exception
 
@@ -137,3 +138,24 @@ class TestBadInput(base.FunctionalTestCase):
         self.assertIn('holds /no/such/app', text)
         drv.destroy(self.context, inst, None)
         self.assert_gone(drv, inst)
+
+
+class TestFullDisk(base.FunctionalTestCase):
+
+    def test_image_cache_full(self):
+        cache = os.path.join(self.tmp, 'small-cache')
+        os.makedirs(cache)
+        subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=8m', 'tmpfs',
+                        cache], check=True)
+        self.addCleanup(subprocess.run, ['umount', '-l', cache])
+        self.conf.config(group='clear', image_cache_path=cache)
+        drv = self.make_driver()
+        # a 48 MiB image into an 8 MiB cache
+        image = self.glance.add(images.disk_image('fs'), 'raw')
+        inst = self.make_instance(image)
+        err = self.assertRaises(exception.InstanceDeployFailure, drv.spawn,
+                                self.context, inst,
+                                self.glance.image_meta(image), [], None, {})
+        self.assertIn('no space left in the image cache', str(err))
+        self.assert_gone(drv, inst)
+        self.assertEqual([], [f for f in os.listdir(cache) if f != 'locks'])
