@@ -120,3 +120,9 @@ class HostOSTestCase(testtools.TestCase):
 
     def state(self, root=None):
         return boot.read(root or self.root)
+
+
+def text_detail(text):
+    """A testtools detail holding ``text``."""
+    from testtools import content
+    return content.text_content(text)
