@@ -29,8 +29,11 @@ def write(path, data, mode=0o644):
     os.chmod(path, mode)
 
 
-def small_os(top, version, init=None, extra=None):
-    """A tiny host OS tree: busybox, an init, versioned files."""
+def small_os(top, version, init=None, extra=None, boot_dir=None):
+    """A tiny host OS tree: busybox, an init, versioned files.
+
+    ``boot_dir`` holds the kernel and boot initramfs to ship in /boot.
+    """
     for d in ('bin', 'sbin', 'etc', 'proc', 'sys', 'dev', 'sysroot',
               'boot', 'usr/lib/os-%d.0' % version):
         os.makedirs(os.path.join(top, d), exist_ok=True)
@@ -39,7 +42,7 @@ def small_os(top, version, init=None, extra=None):
         write(os.path.join(top, 'bin', 'busybox'), f.read(), 0o755)
     write(os.path.join(top, 'etc', 'os-version'), b'%d\n' % version)
     init = init or (b'#!/bin/sh\necho "hostos: version %d up"\n'
-                    b'poweroff -f\n' % version)
+                    b'/bin/busybox poweroff -f\n' % version)
     write(os.path.join(top, 'sbin', 'init'), init, 0o755)
     # A "library" that changes a little from version to version, in a
     # versioned directory (matched across the rename).
@@ -50,6 +53,9 @@ def small_os(top, version, init=None, extra=None):
     write(secret, b'key\n', 0o600)
     os.chown(secret, 1000, 1000)
     os.setxattr(secret, 'user.label', b'host-secret')
+    for name in ('vmlinuz', 'initrd.img') if boot_dir else ():
+        with open(os.path.join(boot_dir, name), 'rb') as f:
+            write(os.path.join(top, 'boot', name), f.read())
     for name, data in (extra or {}).items():
         write(os.path.join(top, name), data)
     return top
