@@ -1,9 +1,10 @@
-"""Binary deltas: bsdiff4 with zstd-compressed streams, chunked.
+"""Binary deltas: bsdiff4 with zstd- or bz2-compressed streams, chunked.
 
-A delta ("CLRBSZ1") holds one or more chunks.  Each chunk rebuilds one
+A delta ("CLRBSZ2") holds one or more chunks.  Each chunk rebuilds one
 slice of the new file from one window of the old file with bsdiff4's raw
-control/diff/extra streams, each compressed with zstd (smaller than
-bsdiff's bz2 and much faster to decode).  Files whose old side is larger
+control/diff/extra streams, each compressed with zstd or bz2, whichever
+is smaller for that stream (zstd decodes much faster and often wins; on
+long runs of zeros bz2 can be smaller).  Files whose old side is larger
 than a window are cut into chunks, so diffing needs about 18x the window,
 never 18x the file.
 
@@ -14,6 +15,7 @@ number (by a RAM budget), memory (RLIMIT_AS) and time; a worker that runs
 out of either falls back to the full file.
 """
 
+import bz2
 import dataclasses
 import os
 import re
@@ -27,9 +29,10 @@ import zstandard
 
 from nova_clear.hostos import errors
 
-MAGIC = b'CLRBSZ1\0'
+MAGIC = b'CLRBSZ2\0'
 _HEAD = struct.Struct('<8sQQ')
-_CHUNK = struct.Struct('<QQQQQQ')
+_CHUNK = struct.Struct('<QQQQQQ3s')
+ZSTD, BZ2 = b'z', b'b'
 DEFAULT_WINDOW = 32 * 1024 * 1024
 BSDIFF_RAM_FACTOR = 20
 DELTA, FULL = 'delta', 'full'
@@ -39,12 +42,26 @@ def _zc(data):
     return zstandard.ZstdCompressor(level=19).compress(data)
 
 
-def _zd(data, limit):
+def _compress(data):
+    """(codec, bytes): the smaller of zstd and bz2."""
+    z, b = _zc(data), bz2.compress(data, 9)
+    return (ZSTD, z) if len(z) <= len(b) else (BZ2, b)
+
+
+def _decompress(codec, data, limit):
     try:
-        return zstandard.ZstdDecompressor().decompress(
-            data, max_output_size=limit)
-    except zstandard.ZstdError as e:
+        if codec == ZSTD:
+            return zstandard.ZstdDecompressor().decompress(
+                data, max_output_size=limit)
+        if codec == BZ2:
+            d = bz2.BZ2Decompressor()
+            out = d.decompress(data, max_length=limit)
+            if not d.eof:
+                raise ValueError('stream larger than expected or truncated')
+            return out
+    except (zstandard.ZstdError, ValueError, OSError, EOFError) as e:
         raise errors.VerificationError('corrupt delta stream: %s' % e)
+    raise errors.VerificationError('unknown delta stream codec %r' % codec)
 
 
 def _windows(old_len, new_len, window):
@@ -69,9 +86,11 @@ def make_delta(old, new, window=DEFAULT_WINDOW):
     for src_off, src_len, dst_off, dst_len in chunks:
         control, diff, extra = bsdiff4.core.diff(
             old[src_off:src_off + src_len], new[dst_off:dst_off + dst_len])
-        streams = [_zc(control), _zc(diff), _zc(extra)]
+        packed = [_compress(x) for x in (control, diff, extra)]
+        streams = [data for _codec, data in packed]
         parts.append(_CHUNK.pack(src_off, src_len, dst_len,
-                                 *map(len, streams)))
+                                 *map(len, streams),
+                                 b''.join(c for c, _data in packed)))
         parts.extend(streams)
     return _HEAD.pack(MAGIC, len(new), len(chunks)) + b''.join(parts)
 
@@ -92,8 +111,8 @@ def apply_delta(old, delta, max_size):
     total = 0
     for _ in range(count):
         try:
-            src_off, src_len, dst_len, lc, ld, le = _CHUNK.unpack_from(
-                delta, pos)
+            src_off, src_len, dst_len, lc, ld, le, codecs = \
+                _CHUNK.unpack_from(delta, pos)
         except struct.error:
             raise errors.VerificationError('truncated delta')
         pos += _CHUNK.size
@@ -101,9 +120,11 @@ def apply_delta(old, delta, max_size):
                 pos + lc + ld + le > len(delta):
             raise errors.VerificationError('delta chunk out of bounds')
         limit = dst_len * 3 + 1024 * 1024
-        control = _zd(delta[pos:pos + lc], limit)
-        diff = _zd(delta[pos + lc:pos + lc + ld], dst_len)
-        extra = _zd(delta[pos + lc + ld:pos + lc + ld + le], dst_len)
+        control = _decompress(codecs[0:1], delta[pos:pos + lc], limit)
+        diff = _decompress(codecs[1:2], delta[pos + lc:pos + lc + ld],
+                           dst_len)
+        extra = _decompress(codecs[2:3],
+                            delta[pos + lc + ld:pos + lc + ld + le], dst_len)
         pos += lc + ld + le
         try:
             out.append(bsdiff4.core.patch(old[src_off:src_off + src_len],

@@ -113,3 +113,20 @@ class ComputeAllTest(testtools.TestCase):
             self.assertEqual(delta.FULL, job.kind, kwargs)
             self.assertEqual(new, zstandard.ZstdDecompressor()
                              .decompressobj().decompress(self._payload(job)))
+
+
+class CodecTest(testtools.TestCase):
+    def test_sparse_and_dense_streams_round_trip(self):
+        old = bytes(200000)
+        new = bytearray(old)
+        new[100:100] = os.urandom(5000)
+        new[150000:150010] = b'x' * 10
+        d = delta.make_delta(old, bytes(new))
+        self.assertEqual(bytes(new), delta.apply_delta(old, d, len(new)))
+
+    def test_unknown_codec_refused(self):
+        old, new = _pair(30000)
+        d = bytearray(delta.make_delta(old, new))
+        d[delta._HEAD.size + 48] = ord('q')
+        self.assertRaises(errors.VerificationError, delta.apply_delta, old,
+                          bytes(d), len(new))
