@@ -54,8 +54,9 @@ def _self(*args):
 
 def child(args):
     """Work done in a measured child process."""
-    from nova_clear.hostos import delta
     import bsdiff4
+
+    from nova_clear.hostos import delta
     what, old, new, out = args
     with open(old, 'rb') as f:
         old_data = f.read()

@@ -118,3 +118,16 @@ class BakeStageTest(testtools.TestCase):
                               m1, None, Full())
         self.assertIn('disk full', str(e))
         self.assertEqual([], os.listdir(stage.versions_dir(self.root)))
+
+
+class RootfsCommandTest(testtools.TestCase):
+    def test_mmdebstrap_command(self):
+        self.assertEqual(
+            ['mmdebstrap', '--variant=minbase', '--mode=root',
+             '--format=directory', '--include=qemu-system-x86,busybox-static',
+             'bookworm', '/srv/tree', 'http://deb.debian.org/debian'],
+            bake.debian_rootfs_command(
+                '/srv/tree', ['qemu-system-x86', 'busybox-static'],
+                mirror='http://deb.debian.org/debian'))
+        self.assertNotIn('--include=', ' '.join(
+            bake.debian_rootfs_command('/t', [])))
