@@ -95,8 +95,40 @@ def make_delta(old, new, window=DEFAULT_WINDOW):
     return _HEAD.pack(MAGIC, len(new), len(chunks)) + b''.join(parts)
 
 
-def apply_delta(old, delta, max_size):
-    """The new bytes from ``old`` and ``delta``; refuses sizes over max."""
+class FileView:
+    """Read-only slices of a file without loading it (``view[a:b]``).
+
+    make_delta and iter_apply only ever slice one window at a time, so
+    their memory follows the window, not the file.
+    """
+
+    def __init__(self, path):
+        self._f = open(path, 'rb')
+        self._size = os.fstat(self._f.fileno()).st_size
+
+    def __len__(self):
+        return self._size
+
+    def __getitem__(self, key):
+        start, stop, _step = key.indices(self._size)
+        return os.pread(self._f.fileno(), max(0, stop - start), start)
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.close()
+
+
+def iter_apply(old, delta, max_size):
+    """Yield the new file chunk by chunk from ``old`` and ``delta``.
+
+    Refuses (VerificationError) anything malformed or larger than
+    ``max_size``; the caller checks the hash of what it got.
+    """
     try:
         magic, new_len, count = _HEAD.unpack_from(delta, 0)
     except struct.error:
@@ -107,7 +139,6 @@ def apply_delta(old, delta, max_size):
         raise errors.VerificationError('delta output of %d bytes exceeds '
                                        'the expected %d' % (new_len, max_size))
     pos = _HEAD.size
-    out = []
     total = 0
     for _ in range(count):
         try:
@@ -127,27 +158,50 @@ def apply_delta(old, delta, max_size):
                             delta[pos + lc + ld:pos + lc + ld + le], dst_len)
         pos += lc + ld + le
         try:
-            out.append(bsdiff4.core.patch(old[src_off:src_off + src_len],
-                                          dst_len, control, diff, extra))
+            yield bsdiff4.core.patch(old[src_off:src_off + src_len],
+                                     dst_len, control, diff, extra)
         except (ValueError, MemoryError) as e:
             raise errors.VerificationError('corrupt delta: %s' % e)
         total += dst_len
     if total != new_len or pos != len(delta):
         raise errors.VerificationError('delta does not add up')
-    return b''.join(out)
 
 
-def best_payload(old, new, window=DEFAULT_WINDOW):
-    """(kind, payload): the smaller of a verified delta and zstd(new)."""
-    full = _zc(new)
-    if old is None or not old or not new:
-        return FULL, full
-    delta = make_delta(old, new, window)
-    if len(delta) >= len(full):
-        return FULL, full
-    if apply_delta(old, delta, len(new)) != new:
-        return FULL, full
-    return DELTA, delta
+def apply_delta(old, delta, max_size):
+    """The new bytes from ``old`` and ``delta`` (see ``iter_apply``)."""
+    return b''.join(iter_apply(old, delta, max_size))
+
+
+def best_payload(old_path, new_path, result_path, window=DEFAULT_WINDOW):
+    """Write the smaller of a verified delta and zstd(new); its kind.
+
+    Files are read window by window (``FileView``); the full file is
+    compressed as a stream.
+    """
+    full_path = result_path + '.full'
+    with open(new_path, 'rb') as src, open(full_path, 'wb') as out:
+        zstandard.ZstdCompressor(level=19).copy_stream(src, out)
+    if old_path is not None:
+        with FileView(old_path) as old, FileView(new_path) as new:
+            if len(old) and len(new):
+                patch = make_delta(old, new, window)
+                if len(patch) < os.path.getsize(full_path) and \
+                        _rebuilds(old, patch, new_path):
+                    with open(result_path, 'wb') as out:
+                        out.write(patch)
+                    os.unlink(full_path)
+                    return DELTA
+    os.replace(full_path, result_path)
+    return FULL
+
+
+def _rebuilds(old, patch, new_path):
+    """Does ``patch`` applied to ``old`` give exactly ``new_path``?"""
+    with open(new_path, 'rb') as f:
+        for block in iter_apply(old, patch, os.fstat(f.fileno()).st_size):
+            if f.read(len(block)) != block:
+                return False
+        return f.read(1) == b''
 
 
 _VERSIONISH = re.compile(r'\d+')
@@ -197,20 +251,12 @@ def workers_for(max_source_size, ram_budget, cpus=None, window=None):
     return max(1, min(cpus, ram_budget // per))
 
 
-def _read(path):
-    with open(path, 'rb') as f:
-        return f.read()
-
-
 def _worker(job, window, mem_limit):
-    """Child process: write the payload of ``job``; exit 0, else full."""
+    """Child process: write the payload of ``job``; exit 0 for a delta."""
     if mem_limit:
         resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
-    new = _read(job.new_path)
-    old = _read(job.source_path) if job.source_path else None
-    kind, payload = best_payload(old, new, window)
-    with open(job.result_path, 'wb') as f:
-        f.write(payload)
+    kind = best_payload(job.source_path, job.new_path, job.result_path,
+                        window)
     return 0 if kind == DELTA else 3
 
 

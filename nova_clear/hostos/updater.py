@@ -15,6 +15,7 @@ Root layout::
 """
 
 import fcntl
+import hashlib
 import os
 import shutil
 
@@ -76,16 +77,19 @@ class RemoteSource:
             raise errors.VerificationError('delta source %s of %s is not '
                                            'installed' % (item.source,
                                                           entry.path))
-        with open(os.path.join(self.base_dir, src_rel), 'rb') as f:
-            old = f.read()
-        new = delta.apply_delta(old, self.pack.payload(item), entry.size)
-        if (manifest.sha256_hex(new), len(new)) != \
-                (entry.content, entry.size):
+        h = hashlib.sha256()
+        size = 0
+        with delta.FileView(os.path.join(self.base_dir, src_rel)) as old, \
+                open(path, 'wb') as out:
+            for block in delta.iter_apply(old, self.pack.payload(item),
+                                          entry.size):
+                h.update(block)
+                size += len(block)
+                out.write(block)
+        if (h.hexdigest(), size) != (entry.content, entry.size):
             raise errors.VerificationError(
                 'delta for %s does not produce the content in the signed '
                 'manifest (tampered delta pack)' % entry.path)
-        with open(path, 'wb') as f:
-            f.write(new)
 
     def _full_file(self, entry, path):
         tmp = os.path.join(self.workdir, entry.content + '.zst')

@@ -47,14 +47,6 @@ class DeltaTest(testtools.TestCase):
         self.assertRaises(errors.VerificationError, delta.apply_delta, old,
                           bytes(d), len(new) - 1)
 
-    def test_best_payload(self):
-        old, new = _pair(50000)
-        self.assertEqual(delta.DELTA, delta.best_payload(old, new)[0])
-        noise = os.urandom(20000)
-        self.assertEqual(delta.FULL,
-                         delta.best_payload(os.urandom(20000), noise)[0])
-        self.assertEqual(delta.FULL, delta.best_payload(None, new)[0])
-
     def test_rename_matching(self):
         old = ['lib/modules/6.1.0-55-cloud/a.ko', 'usr/lib/libx.so.1.2',
                'etc/a1', 'etc/a2', 'same']
@@ -86,6 +78,25 @@ class ComputeAllTest(testtools.TestCase):
             paths.append(p)
         return delta.Job(target=name, new_path=paths[1],
                          source_path=paths[0])
+
+    def test_best_payload_files(self):
+        old, new = _pair(50000)
+        job = self._job('best', old, new)
+        out = os.path.join(self.dir, 'out')
+        self.assertEqual(delta.DELTA, delta.best_payload(
+            job.source_path, job.new_path, out, window=16384))
+        with delta.FileView(job.source_path) as view, \
+                open(out, 'rb') as f:
+            self.assertEqual(new, delta.apply_delta(view, f.read(),
+                                                    len(new)))
+        noise = self._job('noise', os.urandom(20000), os.urandom(20000))
+        self.assertEqual(delta.FULL, delta.best_payload(
+            noise.source_path, noise.new_path, out))
+        self.assertEqual(delta.FULL, delta.best_payload(
+            None, job.new_path, out))
+        with open(out, 'rb') as f:
+            self.assertEqual(new, zstandard.ZstdDecompressor()
+                             .decompressobj().decompress(f.read()))
 
     def _payload(self, job):
         with open(job.result_path, 'rb') as f:
