@@ -12,7 +12,8 @@ never 18x the file.
 of the delta and the zstd full file, the delta applied back and verified
 before it is chosen.  ``compute_all`` runs it in forked workers bounded in
 number (by a RAM budget), memory (RLIMIT_AS) and time; a worker that runs
-out of either falls back to the full file.
+out of either falls back to the full file.  Small files are diffed in
+the calling process.
 """
 
 import bz2
@@ -36,6 +37,8 @@ ZSTD, BZ2 = b'z', b'b'
 DEFAULT_WINDOW = 32 * 1024 * 1024
 BSDIFF_RAM_FACTOR = 20
 DELTA, FULL = 'delta', 'full'
+# Files up to this size are diffed in-process (bsdiff needs ~20x).
+INLINE_MAX = 256 * 1024
 
 
 def _zc(data):
@@ -179,8 +182,7 @@ def best_payload(old_path, new_path, result_path, window=DEFAULT_WINDOW):
     compressed as a stream.
     """
     full_path = result_path + '.full'
-    with open(new_path, 'rb') as src, open(full_path, 'wb') as out:
-        zstandard.ZstdCompressor(level=19).copy_stream(src, out)
+    _compress_file(new_path, full_path)
     if old_path is not None:
         with FileView(old_path) as old, FileView(new_path) as new:
             if len(old) and len(new):
@@ -284,6 +286,13 @@ def compute_all(jobs, workdir, workers=1, timeout=600, mem_limit=None,
         while pending and len(running) < workers:
             i, job = pending.pop(0)
             job.result_path = os.path.join(workdir, '%d.payload' % i)
+            if _small(job):
+                job.kind = best_payload(job.source_path, job.new_path,
+                                        job.result_path, window)
+                done += 1
+                if progress:
+                    progress('delta', done, len(jobs))
+                continue
             pid = os.fork()
             if pid == 0:
                 code = 1
@@ -292,6 +301,8 @@ def compute_all(jobs, workdir, workers=1, timeout=600, mem_limit=None,
                 finally:
                     os._exit(code)
             running[pid] = (job, time.monotonic())
+        if not running:
+            continue
         pid, status = _wait_any(running, timeout)
         job, _start = running.pop(pid)
         code = os.waitstatus_to_exitcode(status) if status is not None \
@@ -304,6 +315,13 @@ def compute_all(jobs, workdir, workers=1, timeout=600, mem_limit=None,
         if progress:
             progress('delta', done, len(jobs))
     return jobs
+
+
+def _small(job):
+    """Cheap enough to diff here: no worker process, no limits needed."""
+    sizes = [os.path.getsize(p) for p in (job.source_path, job.new_path)
+             if p]
+    return max(sizes) <= INLINE_MAX
 
 
 def _wait_any(running, timeout):
@@ -323,7 +341,11 @@ def _wait_any(running, timeout):
 
 
 def _full_payload(job):
-    with open(job.new_path, 'rb') as src, \
-            open(job.result_path, 'wb') as out:
-        zstandard.ZstdCompressor(level=19).copy_stream(src, out)
+    _compress_file(job.new_path, job.result_path)
     job.kind = FULL
+
+
+def _compress_file(path, dest):
+    with open(path, 'rb') as src, open(dest, 'wb') as out:
+        zstandard.ZstdCompressor(level=19).copy_stream(
+            src, out, size=os.fstat(src.fileno()).st_size)

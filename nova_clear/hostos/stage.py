@@ -4,9 +4,10 @@ A new version is built in ``versions/.staging-<N>``: a file whose entry
 (content and metadata) is unchanged is hard-linked from the running
 snapshot, every other file is written by a *content source* that checks
 its hash.  Owners, modes and xattrs are applied (``clear-update`` runs as
-root on the host), everything is fsynced, and only then is the directory
-renamed to ``versions/<N>``.  A crash leaves a staging directory that the
-next run deletes; a snapshot directory exists only when complete.
+root on the host), every written file and every directory is fsynced,
+and only then is the directory renamed to ``versions/<N>``.  A crash
+leaves a staging directory that the next run deletes; a snapshot
+directory exists only when complete.
 
 Removal renames to ``versions/.trash-<N>`` first, for the same reason.
 """
@@ -86,7 +87,6 @@ def stage(root, new, base=None, source=None, progress=_noop):
     os.mkdir(staging, 0o755)
     try:
         _populate(staging, new, root, base, source, progress)
-        _fsync_tree(staging)
         os.rename(staging, final)
         store.fsync_dir(versions_dir(root))
     except BaseException as e:
@@ -129,11 +129,14 @@ def _populate(staging, new, root, base, source, progress):
         else:
             source.write(e, path)
             apply_metadata(path, e)
+            store.fsync_file(path)
         done += 1
         progress('apply', done, len(files))
     for e in reversed(new.entries):
         if e.type == manifest.DIR:
             apply_metadata(os.path.join(staging, e.path), e)
+            store.fsync_dir(os.path.join(staging, e.path))
+    store.fsync_dir(staging)
 
 
 def _same_size(path, size):
@@ -142,19 +145,6 @@ def _same_size(path, size):
     except FileNotFoundError:
         return False
     return stat.S_ISREG(st.st_mode) and st.st_size == size
-
-
-def _fsync_tree(top):
-    for dirpath, _dirs, files in os.walk(top):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        store.fsync_dir(dirpath)
 
 
 def verify(snapshot, wanted):

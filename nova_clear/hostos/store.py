@@ -71,6 +71,14 @@ def fsync_dir(path):
         os.close(fd)
 
 
+def fsync_file(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def compressor():
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL)
 
@@ -83,7 +91,8 @@ def put_file(content_dir, src_path, sha):
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = '%s.tmp.%d' % (dest, os.getpid())
     with open(src_path, 'rb') as src, open(tmp, 'wb') as out:
-        compressor().copy_stream(src, out)
+        # The size lets zstd size its tables to the file (and records it).
+        compressor().copy_stream(src, out, size=os.fstat(src.fileno()).st_size)
     os.replace(tmp, dest)
     return dest
 
@@ -93,6 +102,7 @@ def decompress_verified(src, dest_path, sha, size):
 
     Reads at most ``size`` + 1 bytes of output, so a bomb cannot fill the
     disk.  Raises VerificationError (and removes the output) on mismatch.
+    Not fsynced: callers that need durability sync afterwards.
     """
     h = hashlib.sha256()
     written = 0
@@ -108,8 +118,6 @@ def decompress_verified(src, dest_path, sha, size):
                     break
                 h.update(block)
                 out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
     except zstandard.ZstdError as e:
         _unlink(dest_path)
         raise errors.VerificationError('corrupt compressed content %s: %s'

@@ -29,8 +29,11 @@ class ContentServer:
             def do_GET(self):
                 server._serve(self)
 
-        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
-                                                     Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                """Clients killed mid-transfer are expected here."""
+
+        self.httpd = Server(('127.0.0.1', 0), Handler)
         self.httpd.daemon_threads = True
         self.url = 'http://127.0.0.1:%d/' % self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever,

@@ -68,6 +68,9 @@ class ComputeAllTest(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.dir = self.useFixture(fixtures.TempDir()).path
+        # Every job in a worker process, however small.
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_clear.hostos.delta.INLINE_MAX', 0))
 
     def _job(self, name, old, new):
         paths = []
@@ -115,6 +118,15 @@ class ComputeAllTest(testtools.TestCase):
                 self.assertEqual(g.read(), delta.apply_delta(
                     f.read(), self._payload(job), 1 << 20))
         self.assertEqual(('delta', 3, 3), seen[-1])
+
+    def test_small_jobs_in_process(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_clear.hostos.delta.INLINE_MAX', 1 << 20))
+        self.useFixture(fixtures.MonkeyPatch(
+            'os.fork', lambda: self.fail('forked for a small file')))
+        job = self._job('small', *_pair(40000))
+        delta.compute_all([job], self.dir, workers=2)
+        self.assertEqual(delta.DELTA, job.kind)
 
     def test_time_and_memory_limits_fall_back_to_full(self):
         old, new = _pair(400000)
