@@ -40,9 +40,7 @@ class CrashSafetyTest(base.HostOSTestCase):
         self.publish(2, delta_from=1, extra=files)
         host = updater.Updater(self.root)
 
-        start = time.monotonic()
-        self.update('update')
-        full_run = time.monotonic() - start
+        full_run, staging_time = self._observed_run()
         host.rollback()
 
         outcomes = collections.Counter()
@@ -55,8 +53,8 @@ class CrashSafetyTest(base.HostOSTestCase):
                 time.sleep(rnd.uniform(0, full_run * 1.05))
             else:
                 # While the snapshot is built, the phase that matters.
-                self._wait_for_staging(proc)
-                time.sleep(rnd.uniform(0, 0.1))
+                self._wait_for(proc, '.staging-2')
+                time.sleep(rnd.uniform(0, staging_time))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             leftovers = [n for n in os.listdir(os.path.join(
@@ -76,9 +74,21 @@ class CrashSafetyTest(base.HostOSTestCase):
         self.assertGreater(outcomes['killed', 'while staging', 1],
                            POINTS // 5, outcomes)
 
-    def _wait_for_staging(self, proc):
-        staging = os.path.join(self.root, 'versions', '.staging-2')
+    def _wait_for(self, proc, name):
+        path = os.path.join(self.root, 'versions', name)
         deadline = time.monotonic() + 30
-        while not os.path.exists(staging) and proc.poll() is None and \
+        while not os.path.exists(path) and proc.poll() is None and \
                 time.monotonic() < deadline:
             time.sleep(0.001)
+
+    def _observed_run(self):
+        """(duration of a whole update, of its staging phase)."""
+        start = time.monotonic()
+        proc = subprocess.Popen(self.update_cmd('update'),
+                                stdout=subprocess.DEVNULL)
+        self._wait_for(proc, '.staging-2')
+        staging = time.monotonic()
+        self._wait_for(proc, '2')
+        staged = time.monotonic()
+        self.assertEqual(0, proc.wait())
+        return time.monotonic() - start, max(staged - staging, 0.001)
