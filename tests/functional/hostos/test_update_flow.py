@@ -27,8 +27,11 @@ class UpdateFlowTest(base.HostOSTestCase):
         self.assertIn('available 2',
                       self.update('check').stdout)
         del self.server.requests[:]
-        out = self.update('update').stdout
-        self.assertIn('version 2 staged', out)
+        proc = self.update('update')
+        self.assertIn('version 2 staged', proc.stdout)
+        # Progress of the long steps on stderr.
+        self.assertIn('download: 100%', proc.stderr)
+        self.assertIn('apply: 100%', proc.stderr)
         fetched = [r for r, _ in self.server.requests]
         # One pack for the whole N -> M step, no full files.
         self.assertIn('packs/2/from-1.pack', fetched)
