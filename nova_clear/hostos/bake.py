@@ -187,6 +187,15 @@ def make_pack(content_dir, from_version, to_version, private_key,
     return entries
 
 
+# What a Clear Containers compute host runs (besides nova-compute and
+# nova-clear, installed from PyPI into a venv inside the tree).
+COMPUTE_HOST_PACKAGES = (
+    'linux-image-cloud-amd64', 'busybox-static', 'qemu-system-x86',
+    'qemu-utils', 'libvirt-daemon-system', 'libvirt-clients',
+    'e2fsprogs', 'python3', 'python3-venv', 'ca-certificates',
+    'openssh-server', 'chrony', 'iproute2', 'nftables')
+
+
 def debian_rootfs_command(dest, packages, suite='bookworm', mirror=None,
                           variant='minbase'):
     """The mmdebstrap command that builds a host root tree."""

@@ -55,6 +55,9 @@ def image_main(argv=None):
     s.add_argument('--dest', required=True)
     s.add_argument('--packages', default='',
                    help='comma-separated Debian packages to include')
+    s.add_argument('--compute-host', action='store_true',
+                   help='include what a Clear Containers compute host '
+                        'needs (QEMU, libvirt, kernel, busybox-static, ...)')
     s.add_argument('--suite', default='bookworm')
     s.add_argument('--mirror')
     s = sub.add_parser('bake', help='publish a root tree as version N')
@@ -86,9 +89,11 @@ def _image_command(args):
         signing.generate_key(args.key, args.key + '.pub')
         print('wrote %s and %s.pub' % (args.key, args.key))
     elif args.command == 'rootfs':
-        bake.build_debian_rootfs(args.dest, [
-            p for p in args.packages.split(',') if p], args.suite,
-            args.mirror)
+        packages = [p for p in args.packages.split(',') if p]
+        if args.compute_host:
+            packages += bake.COMPUTE_HOST_PACKAGES
+        bake.build_debian_rootfs(args.dest, packages, args.suite,
+                                 args.mirror)
     elif args.command == 'bake':
         m = bake.bake(args.version, args.rootfs, args.content,
                       signing.load_private_key(args.key), progress)
