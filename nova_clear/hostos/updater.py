@@ -89,7 +89,8 @@ class RemoteSource:
         if (h.hexdigest(), size) != (entry.content, entry.size):
             raise errors.VerificationError(
                 'delta for %s does not produce the content in the signed '
-                'manifest (tampered delta pack)' % entry.path)
+                'manifest (tampered delta pack, or the installed %s is '
+                'damaged: see verify --repair)' % (entry.path, src_rel))
 
     def _full_file(self, entry, path):
         tmp = os.path.join(self.workdir, entry.content + '.zst')
