@@ -46,6 +46,17 @@ class RefusalTest(base.HostOSTestCase):
         _flip(os.path.join(self.content, store.pack_relpath(1, 2)))
         self.assert_refused('does not match the hash in the signed manifest')
 
+    def test_delta_on_damaged_local_file(self):
+        self.publish(2, delta_from=1)
+        _flip(os.path.join(self.root, 'versions/1/usr/lib/os-1.0/libos.so'),
+              1000)
+        proc = self.update('update', check=False)
+        self.assertEqual(1, proc.returncode)
+        self.assertIn('does not produce the content in the signed manifest',
+                      proc.stderr)
+        self.assertIn('usr/lib/os-1.0/libos.so is damaged', proc.stderr)
+        self.assertEqual(self.before, self._snapshot_of_root())
+
     def test_tampered_full_file(self):
         self.publish(2)
         m = json.load(open(os.path.join(self.content,
