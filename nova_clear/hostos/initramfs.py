@@ -20,9 +20,9 @@ from nova_clear.hostos import store
 WANTED_MODULES = ('virtio_mmio', 'virtio_blk', 'ext4')
 
 
-def boot_init_script():
-    with open(os.path.join(os.path.dirname(__file__), 'boot-init.sh'),
-              'rb') as f:
+def script(name):
+    """A shell script shipped beside this module."""
+    with open(os.path.join(os.path.dirname(__file__), name), 'rb') as f:
         return f.read()
 
 
@@ -34,7 +34,8 @@ def initramfs_bytes(busybox_data, modules):
     entries += [cpio.chardev('dev/console', 5, 1),
                 cpio.chardev('dev/null', 1, 3, perm=0o666),
                 cpio.regular('bin/busybox', busybox_data, perm=0o755),
-                cpio.regular('init', boot_init_script(), perm=0o755)]
+                cpio.regular('init', script('boot-init.sh'), perm=0o755),
+                cpio.regular('lib/boot-state.sh', script('boot-state.sh'))]
     names = []
     for name, data in modules:
         entries.append(cpio.regular('lib/modules/%s.ko' % name, data))

@@ -10,6 +10,7 @@ where a bootloader entry points.
 """
 
 import fcntl
+import hashlib
 import os
 import subprocess
 
@@ -24,8 +25,11 @@ BROKEN_INIT = b'#!/bin/sh\necho "hostos: broken init"\nexit 1\n'
 
 
 def boot_assets():
-    """Kernel + boot initramfs, built once per machine under a lock."""
-    dest = os.path.join(images.CACHE, 'hostos-boot')
+    """Kernel + boot initramfs, built once per machine (and per version of
+    the boot scripts) under a lock."""
+    key = hashlib.sha256(initramfs.script('boot-init.sh') +
+                         initramfs.script('boot-state.sh')).hexdigest()
+    dest = os.path.join(images.CACHE, 'hostos-boot-' + key[:12])
     os.makedirs(images.CACHE, exist_ok=True)
     with open(os.path.join(images.CACHE, 'hostos-boot.lock'), 'a') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -1,10 +1,15 @@
 """Boot state: format, the initramfs's choice, mark-good, rollback."""
 
+import os
+import subprocess
+
 import fixtures
 import testtools
 
 from nova_clear.hostos import boot
 from nova_clear.hostos import errors
+
+SHELL_LIB = os.path.join(os.path.dirname(boot.__file__), 'boot-state.sh')
 
 
 class BootStateTest(testtools.TestCase):
@@ -57,3 +62,41 @@ class BootStateTest(testtools.TestCase):
         s = boot.BootState(current=7, booted=7)
         boot.write(root, s)
         self.assertEqual(s, boot.read(root))
+
+
+class ShellParityTest(testtools.TestCase):
+    """The initramfs's shell decides exactly like ``boot.choose``."""
+
+    def setUp(self):
+        super().setUp()
+        self.state = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                                  'state')
+
+    def _shell_choose(self, text):
+        with open(self.state, 'w') as f:
+            f.write(text)
+        proc = subprocess.run(
+            ['/bin/busybox', 'sh', '-c',
+             '. "$0" && choose_boot "$1" && echo "$version"', SHELL_LIB,
+             self.state], capture_output=True, text=True)
+        with open(self.state) as f:
+            return proc.returncode, proc.stdout.strip(), f.read()
+
+    def test_same_decisions(self):
+        states = [boot.installed(1),
+                  boot.BootState(current=1, pending=2, tries=3, booted=1),
+                  boot.BootState(current=1, pending=2, tries=1, booted=2),
+                  boot.BootState(current=1, previous=7, pending=2, tries=0,
+                                 booted=2),
+                  boot.BootState(current=5, previous=4, booted=5, failed=6)]
+        for state in states:
+            version, new = boot.choose(state)
+            code, out, text = self._shell_choose(boot.format_state(state))
+            self.assertEqual((0, str(version)), (code, out), state)
+            self.assertEqual(boot.format_state(new), text, state)
+
+    def test_malformed_state_changes_nothing(self):
+        for text in ('current=x\n', 'nope=1\n', 'current=1\npending=-2\n'):
+            code, out, after = self._shell_choose(text)
+            self.assertEqual((1, '', text), (code, out, after))
+            self.assertRaises(errors.BootStateError, boot.parse, text)
