@@ -7,6 +7,7 @@ snapshots with owners, modes, xattrs and hard links (run as root).
 import os
 
 from nova_clear.hostos import bake
+from nova_clear.hostos import stage
 from nova_clear.hostos import store
 from tests.functional.hostos import base
 
@@ -108,3 +109,22 @@ class UpdateFlowTest(base.HostOSTestCase):
                          if r.startswith('files/')])
         self.assertEqual(3, self.state().pending)
         self.assert_snapshot_is(3)
+
+    def test_old_snapshots_pruned(self):
+        self.publish(1)
+        self.update('update', '--to', '1')
+        for version in (2, 3):
+            self.publish(version, delta_from=version - 1)
+            self.update('update')
+            self.boot_once()
+            self.update('mark-good')
+        # The running version and the previous one stay.
+        self.assertEqual([2, 3], stage.snapshots(self.root))
+        self.assertEqual(['2.json', '3.json'], sorted(os.listdir(
+            os.path.join(self.root, 'manifests'))))
+        self.publish(4, delta_from=3)
+        self.update('update')
+        # Staging 4 drops 2: rollback now means "not 4", back to 3.
+        self.assertEqual([3, 4], stage.snapshots(self.root))
+        self.update('rollback')
+        self.assertEqual(3, self.boot_once())
