@@ -55,6 +55,14 @@ OPTS = [
                help='Directory holding the guest kernel, the agent '
                     'initramfs and their manifest.json, as written by '
                     '"nova-clear-build-guest --dest PATH".'),
+    cfg.StrOpt('guest_kernel',
+               default='auto',
+               choices=[('auto', 'The minimal kernel when it was built '
+                                 '(<assets_path>/minimal), else the '
+                                 'distribution kernel'),
+                        ('minimal', 'Only the minimal kernel'),
+                        ('distribution', 'Only the distribution kernel')],
+               help='Which guest kernel boots the Clear Containers.'),
     cfg.StrOpt('kernel_cmdline_extra',
                default='',
                help='Extra arguments appended to every guest kernel '

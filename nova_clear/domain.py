@@ -43,6 +43,11 @@ class BootConfig:
     disk_cache: str = 'none'
     qboot_firmware: str = '/usr/share/qemu/qboot.rom'
     cmdline_extra: str = ''
+    # Container images: disk_path is the shared read-only root filesystem
+    # and this the instance's writable disk (overlay upper layer).
+    upper_disk_path: str = None
+    # Config drive (ISO 9660), attached read-only after the other disks.
+    config_drive_path: str = None
 
 
 def kernel_cmdline(instance, image_meta, boot):
@@ -51,6 +56,11 @@ def kernel_cmdline(instance, image_meta, boot):
     if boot.virt_type == 'qemu':
         args.append('tsc_early_khz=%d' % TCG_TSC_KHZ)
     args.append('nova_clear.uuid=%s' % instance.uuid)
+    if boot.upper_disk_path:
+        args.append('nova_clear.mode=container')
+    if boot.config_drive_path:
+        args.append('nova_clear.configdrive=/dev/%s' % (
+            'vdc' if boot.upper_disk_path else 'vdb'))
     hostname = getattr(instance, 'hostname', None)
     if hostname:
         args.append('nova_clear.hostname=%s' % hostname)
@@ -59,7 +69,7 @@ def kernel_cmdline(instance, image_meta, boot):
     props = image_meta.properties
     user = props.get('os_command_line') if 'os_command_line' in props \
         else None
-    if user:
+    if user and not boot.upper_disk_path:
         # The image's own arguments come last: "init=/app -- args" reaches
         # the agent as the workload and its argv.
         args.append(user.strip())
@@ -79,6 +89,18 @@ def _mmio(parent, boot):
         # libvirt needs an explicit virtio-mmio address on microvm, or
         # defining fails with "No PCI buses available".
         _sub(parent, 'address', type='virtio-mmio')
+
+
+def _disk(devices, boot, path, fmt, dev, readonly=False):
+    disk = _sub(devices, 'disk', type='file', device='disk')
+    _sub(disk, 'driver', name='qemu', type=fmt, cache=boot.disk_cache,
+         **({} if readonly else {'discard': 'unmap'}))
+    _sub(disk, 'source', file=path)
+    _sub(disk, 'target', dev=dev, bus='virtio')
+    if readonly:
+        # Shared by every instance of the image.
+        _sub(disk, 'readonly')
+    _mmio(disk, boot)
 
 
 def _no_default_devices(devices):
@@ -146,12 +168,14 @@ def domain_xml(instance, flavor, image_meta, boot):
     _sub(root, 'on_crash', 'destroy')
 
     devices = _sub(root, 'devices')
-    disk = _sub(devices, 'disk', type='file', device='disk')
-    _sub(disk, 'driver', name='qemu', type=boot.disk_format,
-         cache=boot.disk_cache, discard='unmap')
-    _sub(disk, 'source', file=boot.disk_path)
-    _sub(disk, 'target', dev='vda', bus='virtio')
-    _mmio(disk, boot)
+    if boot.upper_disk_path:
+        _disk(devices, boot, boot.disk_path, 'raw', 'vda', readonly=True)
+        _disk(devices, boot, boot.upper_disk_path, 'raw', 'vdb')
+    else:
+        _disk(devices, boot, boot.disk_path, boot.disk_format, 'vda')
+    if boot.config_drive_path:
+        _disk(devices, boot, boot.config_drive_path, 'raw',
+              'vdc' if boot.upper_disk_path else 'vdb', readonly=True)
 
     serial = _sub(devices, 'serial', type='file')
     # append: the log survives reboots and restarts of QEMU; virtlogd

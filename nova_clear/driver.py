@@ -11,18 +11,23 @@ import os
 import time
 
 from oslo_concurrency import lockutils
+from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import excutils
 from oslo_utils import units
+from oslo_utils import uuidutils
 import os_resource_classes as orc  # noqa: H306
 
 import libvirt
+from nova.api.metadata import base as instance_metadata
 from nova.compute import power_state
 import nova.conf
 from nova import exception
+from nova.image import glance
 from nova import objects
 from nova.objects import fields as obj_fields
+from nova.virt import configdrive
 from nova.virt import driver
 from nova.virt import hardware
 import nova.virt.node
@@ -33,7 +38,10 @@ from nova_clear import exception as clear_exc
 from nova_clear.guest import assets as guest_assets
 from nova_clear import host as clear_host
 from nova_clear.i18n import _
+from nova_clear.images import container
 from nova_clear.images import disk as disk_images
+from nova_clear.images import workload
+from nova_clear import privsep as clear_privsep
 from nova_clear import storage
 
 LOG = logging.getLogger(__name__)
@@ -54,7 +62,9 @@ class ClearDriver(driver.ComputeDriver):
     """Runs every Nova instance as a Clear Container."""
 
     capabilities = {
-        'has_imagecache': False,
+        # manage_image_cache removes cached images and container root
+        # filesystems no instance uses any more.
+        'has_imagecache': True,
         'supports_evacuate': False,
         'supports_migrate_to_same_host': False,
         'supports_attach_interface': False,
@@ -97,12 +107,16 @@ class ClearDriver(driver.ComputeDriver):
         super().__init__(virtapi)
         self.host = clear_host.Host(CONF['clear'].connection_uri,
                                     lifecycle_callback=self.emit_event)
-        self.assets = guest_assets.AssetStore(CONF['clear'].assets_path)
+        self.assets = guest_assets.AssetStore(CONF['clear'].assets_path,
+                                              CONF['clear'].guest_kernel)
         self.instances_path = (CONF['clear'].instances_path or
                                CONF.instances_path)
         self.image_cache = disk_images.ImageCache(
             CONF['clear'].image_cache_path or
             os.path.join(self.instances_path, '_clear_base'))
+        self.rootfs_cache = container.RootfsCache(
+            os.path.join(self.image_cache.path, 'rootfs'),
+            clear_privsep.build_rootfs)
         self.virt_type = None
 
     # -- service life -----------------------------------------------------
@@ -267,8 +281,9 @@ class ClearDriver(driver.ComputeDriver):
     def _files(self, instance):
         return storage.InstanceFiles(self.instances_path, instance.uuid)
 
-    def _boot_config(self, instance, files, cached_format='qcow2'):
+    def _boot_config(self, instance, files):
         assets = self.assets.load()
+        rootfs = files.rootfs_ref()
         return domain.BootConfig(
             virt_type=self.virt_type or (
                 CONF['clear'].virt_type if CONF['clear'].virt_type != 'auto'
@@ -277,8 +292,12 @@ class ClearDriver(driver.ComputeDriver):
             kernel=assets.kernel,
             initrd=assets.initrd,
             acpi=assets.acpi,
-            disk_path=files.disk,
-            disk_format=cached_format,
+            disk_path=rootfs or files.disk,
+            disk_format='raw' if rootfs else 'qcow2',
+            upper_disk_path=files.upper if rootfs else None,
+            config_drive_path=(files.config_drive
+                               if os.path.exists(files.config_drive)
+                               else None),
             console_log=files.console_log,
             cpu_mode=CONF['clear'].cpu_mode,
             tb_cache_mb=CONF['clear'].tcg_tb_cache_mb,
@@ -300,7 +319,9 @@ class ClearDriver(driver.ComputeDriver):
                 name=instance.name, reason=e.get_error_message())
 
     def _ensure_disk(self, context, instance, image_meta, files):
-        if os.path.exists(files.disk):
+        """The instance's disks: an overlay on a cached disk image, or a
+        container image's shared root filesystem plus a writable disk."""
+        if files.has_disks():
             return
         if not image_meta.obj_attr_is_set('id'):
             raise exception.InstanceDeployFailure(
@@ -308,8 +329,51 @@ class ClearDriver(driver.ComputeDriver):
                          'instance has none (boot from volume is not '
                          'supported)'))
         cached = self.image_cache.get(context, image_meta)
-        disk_images.create_overlay(cached, files.disk,
-                                   instance.flavor.root_gb)
+        root_gb = instance.flavor.root_gb
+        if not container.is_container(image_meta, cached):
+            disk_images.create_overlay(cached, files.disk, root_gb)
+            return
+        rootfs = self.rootfs_cache.get(
+            cached, root_gb * units.Gi if root_gb else None)
+        props = self._image_properties(context, image_meta)
+        wl = workload.resolve(rootfs.config, props, str(image_meta.id))
+        container.create_writable_disk(
+            files.upper, root_gb, wl,
+            authorized_keys=(instance.key_data
+                             if instance.obj_attr_is_set('key_data')
+                             else None))
+        files.write_rootfs_ref(rootfs.path)
+
+    @staticmethod
+    def _ensure_config_drive(context, instance, injected_files,
+                             admin_password, network_info, files):
+        """Nova's own config drive, when the instance or policy wants one:
+        cloud-init in disk images finds it by its label, the agent mounts it
+        at /.nova-clear/config-drive for container workloads."""
+        if not configdrive.required_by(instance) or \
+                os.path.exists(files.config_drive):
+            return
+        extra_md = {'admin_pass': admin_password} if admin_password else {}
+        inst_md = instance_metadata.InstanceMetadata(
+            instance, content=injected_files, extra_md=extra_md,
+            network_info=network_info)
+        tmp = files.config_drive + '.tmp'
+        with configdrive.ConfigDriveBuilder(instance_md=inst_md) as cdb:
+            try:
+                cdb.make_drive(tmp)
+            except processutils.ProcessExecutionError as e:
+                raise exception.InstanceDeployFailure(
+                    reason=_('cannot build the config drive: %s') % e)
+        os.replace(tmp, files.config_drive)
+        configdrive.update_instance(instance)
+
+    @staticmethod
+    def _image_properties(context, image_meta):
+        """All of the image's Glance properties (nova's ImageMeta keeps
+        only the ones nova knows; the clear_* ones are ours)."""
+        image = glance.API().get(context, str(image_meta.id))
+        return {k: v for k, v in (image.get('properties') or {}).items()
+                if k in workload.PROPS}
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
@@ -332,6 +396,9 @@ class ClearDriver(driver.ComputeDriver):
             dom = None
             try:
                 self._ensure_disk(context, instance, image_meta, files)
+                self._ensure_config_drive(context, instance, injected_files,
+                                          admin_password, network_info,
+                                          files)
                 dom = self._define(instance, image_meta, files)
                 if power_on:
                     self._start(instance, dom, files)
@@ -382,6 +449,9 @@ class ClearDriver(driver.ComputeDriver):
         dom = dom or self.host.find(instance.uuid)
         if dom is not None:
             self.host.destroy(dom)
+            if dom.hasManagedSaveImage(0):
+                # A reboot boots afresh, it does not resume saved memory.
+                dom.managedSaveRemove(0)
         image_meta = objects.ImageMeta.from_instance(instance)
         self._ensure_disk(context, instance, image_meta, files)
         dom = self._define(instance, image_meta, files)
@@ -466,6 +536,26 @@ class ClearDriver(driver.ComputeDriver):
             dom = self.host.find(instance.uuid)
             if dom is None or not dom.isActive():
                 self._restart(context, instance, dom)
+
+    # -- image cache ----------------------------------------------------------
+    def manage_image_cache(self, context, all_instances):
+        """Nova's periodic image cache pass ([image_cache] options)."""
+        if not CONF.image_cache.remove_unused_base_images:
+            return
+        min_age = CONF.image_cache.remove_unused_original_minimum_age_seconds
+        in_use = {inst.image_ref for inst in all_instances
+                  if inst.image_ref}
+        rootfs_in_use = set()
+        if os.path.isdir(self.instances_path):
+            for name in os.listdir(self.instances_path):
+                if not uuidutils.is_uuid_like(name):
+                    continue  # _clear_base, locks, ...
+                ref = storage.InstanceFiles(self.instances_path,
+                                            name).rootfs_ref()
+                if ref:
+                    rootfs_in_use.add(ref)
+        self.image_cache.remove_unused(in_use, min_age)
+        self.rootfs_cache.remove_unused(rootfs_in_use, min_age)
 
     # -- console --------------------------------------------------------------
     def get_console_output(self, context, instance):

@@ -1,6 +1,10 @@
 """Per-instance files: ``<instances_path>/<uuid>/``.
 
-``disk``         qcow2 overlay on the cached image
+``disk``         qcow2 overlay on the cached disk image, or for container
+                 images:
+``upper``        the writable disk (ext4: workload spec + overlay upper)
+``rootfs``       path of the image's shared read-only root filesystem
+``disk.config``  config drive (ISO 9660, label config-2), when required
 ``console.log``  serial console, written by virtlogd (root, 0600)
 ``domain.xml``   the XML the domain was last defined with (for operators)
 """
@@ -23,6 +27,26 @@ class InstanceFiles:
         self.disk = os.path.join(self.dir, 'disk')
         self.console_log = os.path.join(self.dir, 'console.log')
         self.domain_xml = os.path.join(self.dir, 'domain.xml')
+        self.upper = os.path.join(self.dir, 'upper')
+        self.config_drive = os.path.join(self.dir, 'disk.config')
+        self._rootfs = os.path.join(self.dir, 'rootfs')
+
+    def has_disks(self):
+        return os.path.exists(self.disk) or (
+            os.path.exists(self.upper) and os.path.exists(self._rootfs))
+
+    def write_rootfs_ref(self, path):
+        with open(self._rootfs + '.tmp', 'w') as f:
+            f.write(path)
+        os.replace(self._rootfs + '.tmp', self._rootfs)
+
+    def rootfs_ref(self):
+        """The shared root filesystem of a container instance, or None."""
+        try:
+            with open(self._rootfs) as f:
+                return f.read().strip() or None
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
 
     def create(self):
         fileutils.ensure_tree(self.dir)

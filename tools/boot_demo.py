@@ -143,6 +143,7 @@ def main():
             hostname='demo-%d' % (i + 1), display_name='demo-%d' % (i + 1),
             project_id='demo', user_id='demo', image_ref=image_id,
             flavor=flavor, vcpus=1, memory_mb=128, root_gb=1,
+            config_drive='', launched_at=None,
             system_metadata=nova_utils.get_system_metadata_from_image(
                 glance.show(None, image_id)))
         needle = b'nova-clear: ready %s' % inst.uuid.encode()
@@ -195,8 +196,8 @@ def main():
     print('timings (s, %d run%s, median [min-max]):' %
           (len(runs), '' if len(runs) == 1 else 's'))
     for k, v in summary.items():
-        print('  %-22s %.2f [%.2f-%.2f]' % (k, v['median'], v['min'],
-                                           v['max']))
+        print('  %-22s %.2f [%.2f-%.2f]' % (
+            k, v['median'], v['min'], v['max']))
     if 'raw_qemu_to_ready_s' in summary:
         print('  driver/raw-QEMU ratio  %.2f' % (
             summary['spawn_to_ready_s']['median'] /

@@ -9,6 +9,11 @@ written by ``nova-clear-build-guest``::
      "initrd": {"file": "initrd.img", "sha256": "...", "size": N},
      "kernel_features": {"acpi": true, "virtio_mmio_cmdline": false}}
 
+``<assets>/minimal/`` holds the same files for the minimal kernel (built
+by ``nova-clear-build-guest --minimal-kernel``); with ``[clear]
+guest_kernel = auto`` the driver uses it when it is there and the
+distribution kernel otherwise.
+
 The driver never boots an asset whose checksum does not match.
 """
 
@@ -22,6 +27,7 @@ from nova_clear.exception import GuestAssetsInvalid
 from nova_clear.i18n import _
 
 MANIFEST = 'manifest.json'
+MINIMAL_SUBDIR = 'minimal'
 FORMAT = 1
 BUILD_HINT = 'nova-clear-build-guest --dest %s'
 
@@ -75,14 +81,26 @@ class AssetStore:
     from the last verified one, so spawns pay a ``stat`` and not a hash.
     """
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, path, kernel='distribution'):
+        self.root = path
+        self.kernel_choice = kernel
         self._lock = threading.Lock()
         self._verified = {}
+        self.path = self._pick()
+
+    def _pick(self):
+        minimal = os.path.join(self.root, MINIMAL_SUBDIR)
+        if self.kernel_choice == 'minimal' or (
+                self.kernel_choice == 'auto' and
+                os.path.exists(os.path.join(minimal, MANIFEST))):
+            return minimal
+        return self.root
 
     def _invalid(self, reason):
-        return GuestAssetsInvalid(path=self.path, reason=reason,
-                                  hint=BUILD_HINT % self.path)
+        hint = BUILD_HINT % self.root
+        if self.path != self.root:
+            hint += ' --minimal-kernel'
+        return GuestAssetsInvalid(path=self.path, reason=reason, hint=hint)
 
     def _load_manifest(self):
         mpath = os.path.join(self.path, MANIFEST)
@@ -126,6 +144,7 @@ class AssetStore:
     def load(self):
         """Return verified :class:`Assets` or raise GuestAssetsInvalid."""
         with self._lock:
+            self.path = self._pick()
             manifest = self._load_manifest()
             kernel = self._check_file(manifest.get('kernel'), 'kernel')
             initrd = self._check_file(manifest.get('initrd'), 'initramfs')

@@ -9,7 +9,10 @@
   kernel modules a Clear Container needs (virtio-mmio, blk, console, net,
   overlayfs, virtiofs, the ACPI power button), in dependency order;
 * writes ``vmlinuz``, ``initrd.img`` and ``manifest.json`` (checksums)
-  atomically into DIR.
+  atomically into DIR;
+* with ``--minimal-kernel``, also builds the minimal kernel
+  (:mod:`nova_clear.guest.kernel`) and writes it with a module-less
+  initramfs into DIR/minimal, which the driver prefers.
 
 The archive is reproducible: same inputs, same bytes.
 """
@@ -27,14 +30,18 @@ import zstandard
 
 from nova_clear.guest import assets
 from nova_clear.guest import cpio
+from nova_clear.guest import kernel
 
 DEFAULT_KERNEL_PACKAGE = 'linux-image-cloud-amd64'
 BUSYBOX = '/bin/busybox'
+MINIMAL_SUBDIR = assets.MINIMAL_SUBDIR
+DEFAULT_KERNEL_CACHE = '/var/cache/nova-clear/kernel'
 # What the agent and the domain need from the kernel when they are not
-# built in.  Dependencies are added automatically.
+# built in (isofs: the config drive).  Dependencies are added
+# automatically.
 WANTED_MODULES = ('virtio_mmio', 'virtio_blk', 'virtio_console',
                   'virtio_net', 'virtio_rng', 'overlay', 'virtiofs',
-                  'button', 'evdev')
+                  'button', 'evdev', 'isofs')
 
 
 class BuildError(Exception):
@@ -173,7 +180,8 @@ def init_script():
 
 
 def build(dest, kernel_package=DEFAULT_KERNEL_PACKAGE, kernel_deb=None,
-          busybox=BUSYBOX, log=print):
+          busybox=BUSYBOX, log=print, minimal=False,
+          kernel_cache=DEFAULT_KERNEL_CACHE):
     os.makedirs(dest, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix='nova-clear-build-') as work:
         if kernel_deb is None:
@@ -207,27 +215,54 @@ def build(dest, kernel_package=DEFAULT_KERNEL_PACKAGE, kernel_deb=None,
                 b'ld-linux' in busybox_data[:4096 * 4]:
             raise BuildError('%s is not static: install busybox-static'
                              % busybox)
-        archive = cpio.pack(initramfs_entries(
-            init_script(), busybox_data,
-            [(n, data_of(n)) for n in order]))
-        compressed = zstandard.ZstdCompressor(level=12).compress(archive)
-
-        for name, src_data in (('vmlinuz', None), ('initrd.img', compressed)):
-            tmp = os.path.join(dest, '.%s.tmp' % name)
-            if src_data is None:
-                shutil.copyfile(os.path.join(boot, vmlinuz[0]), tmp)
-            else:
-                with open(tmp, 'wb') as f:
-                    f.write(src_data)
-            os.replace(tmp, os.path.join(dest, name))
-        manifest = assets.write_manifest(
-            dest, 'vmlinuz', 'initrd.img', release,
-            acpi=config.get('CONFIG_ACPI') == 'y',
-            virtio_mmio_cmdline=config.get(
-                'CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES') == 'y')
+        initrd = pack_initramfs(busybox_data,
+                                [(n, data_of(n)) for n in order])
+        manifest = write_assets(
+            dest, os.path.join(boot, vmlinuz[0]), initrd, release, config)
         log('wrote %s: kernel %d bytes, initramfs %d bytes' % (
             dest, manifest['kernel']['size'], manifest['initrd']['size']))
-        return manifest
+    if minimal:
+        build_minimal(os.path.join(dest, MINIMAL_SUBDIR), busybox_data,
+                      kernel_cache, log)
+    return manifest
+
+
+def pack_initramfs(busybox_data, modules):
+    """The agent initramfs, zstd-compressed (the kernel decompresses it)."""
+    archive = cpio.pack(initramfs_entries(init_script(), busybox_data,
+                                          modules))
+    return zstandard.ZstdCompressor(level=12).compress(archive)
+
+
+def write_assets(dest, kernel_path, initrd, release, config):
+    """vmlinuz, initrd.img and manifest.json into ``dest``, atomically
+    file by file, the manifest last."""
+    os.makedirs(dest, exist_ok=True)
+    for name, data in (('vmlinuz', None), ('initrd.img', initrd)):
+        tmp = os.path.join(dest, '.%s.tmp' % name)
+        if data is None:
+            shutil.copyfile(kernel_path, tmp)
+        else:
+            with open(tmp, 'wb') as f:
+                f.write(data)
+        os.replace(tmp, os.path.join(dest, name))
+    return assets.write_manifest(
+        dest, 'vmlinuz', 'initrd.img', release,
+        acpi=config.get('CONFIG_ACPI') == 'y',
+        virtio_mmio_cmdline=config.get(
+            'CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES') == 'y')
+
+
+def build_minimal(dest, busybox_data, kernel_cache, log=print):
+    """The minimal kernel (built once per configuration) and an initramfs
+    without modules: everything is built in."""
+    image, release = kernel.build(kernel_cache, log=log)
+    config = kernel_config(os.path.join(os.path.dirname(image), 'config'))
+    manifest = write_assets(dest, image, pack_initramfs(busybox_data, []),
+                            release, config)
+    log('wrote %s: minimal kernel %s, %d bytes' % (
+        dest, release, manifest['kernel']['size']))
+    return manifest
 
 
 def main(argv=None):
@@ -243,10 +278,17 @@ def main(argv=None):
                         help='use this already downloaded kernel .deb')
     parser.add_argument('--busybox', default=BUSYBOX,
                         help='static busybox binary (busybox-static)')
+    parser.add_argument('--minimal-kernel', action='store_true',
+                        help='also build the minimal kernel from Debian\'s '
+                             'linux-source (several minutes, cached) into '
+                             'DEST/minimal; the driver prefers it')
+    parser.add_argument('--kernel-cache', default=DEFAULT_KERNEL_CACHE,
+                        help='where built minimal kernels are kept')
     args = parser.parse_args(argv)
     try:
-        build(args.dest, args.kernel_package, args.kernel_deb, args.busybox)
-    except (BuildError, OSError) as e:
+        build(args.dest, args.kernel_package, args.kernel_deb, args.busybox,
+              minimal=args.minimal_kernel, kernel_cache=args.kernel_cache)
+    except (BuildError, kernel.KernelBuildError, OSError) as e:
         print('nova-clear-build-guest: error: %s' % e, file=sys.stderr)
         return 1
     return 0

@@ -8,6 +8,13 @@
 #                               tried first (bare filesystem), then partitions
 #   init=PATH [-- ARGS...]      workload; without it the image's own init
 #                               (/sbin/init) is exec'd as PID 1
+#   nova_clear.mode=container   container image: /dev/vda is the image's
+#                               read-only root filesystem, /dev/vdb the
+#                               instance's writable disk holding the
+#                               workload spec (nova-clear/{argv,env,
+#                               workdir,user}) and the overlay upper layer
+#   nova_clear.configdrive=DEV  Nova's config drive; container workloads
+#                               find it at /.nova-clear/config-drive
 #   nova_clear.debug=1          shell trace
 #
 # Exit contract: a workload command runs as a child of this agent; when it
@@ -29,7 +36,7 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
-UUID=unknown HOSTNAME_ARG= ROOTDEV=/dev/vda WORKLOAD= DEBUG= PROBE=
+UUID=unknown HOSTNAME_ARG= ROOTDEV=/dev/vda WORKLOAD= DEBUG= PROBE= MODE= CONFIGDRIVE=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         nova_clear.uuid=*) UUID=${arg#*=} ;;
@@ -37,6 +44,8 @@ for arg in $(cat /proc/cmdline); do
         nova_clear.root=*) ROOTDEV=${arg#*=} ;;
         nova_clear.debug=1) DEBUG=1 ;;
         nova_clear.probe=1) PROBE=1 ;;
+        nova_clear.mode=*) MODE=${arg#*=} ;;
+        nova_clear.configdrive=*) CONFIGDRIVE=${arg#*=} ;;
         init=*) WORKLOAD=${arg#*=} ;;
         --) break ;;
     esac
@@ -67,25 +76,82 @@ chmod 755 /etc/acpi/PWRF/00000080
 
 [ -n "$HOSTNAME_ARG" ] && hostname "$HOSTNAME_ARG"
 
-# Wait for the root disk (virtio-mmio probing is asynchronous).
-i=0
-while [ ! -b "$ROOTDEV" ] && [ $i -lt 100 ]; do usleep 50000; i=$((i + 1)); done
-[ -b "$ROOTDEV" ] || die "root disk $ROOTDEV not found"
+wait_disk() {
+    # virtio-mmio probing is asynchronous.
+    i=0
+    while [ ! -b "$1" ] && [ $i -lt 100 ]; do usleep 50000; i=$((i + 1)); done
+    [ -b "$1" ] || die "disk $1 not found"
+}
+
+mount_disk_image() {
+    wait_disk "$ROOTDEV"
+    target=${WORKLOAD:-/sbin/init}
+    mounted=
+    for dev in "$ROOTDEV" $(ls "$ROOTDEV"[0-9]* "$ROOTDEV"p[0-9]* 2>/dev/null); do
+        [ -b "$dev" ] || continue
+        if mount "$dev" /newroot 2>/dev/null; then
+            if [ -e "/newroot$target" ] || [ -L "/newroot$target" ]; then
+                mounted=$dev
+                break
+            fi
+            umount /newroot
+        fi
+    done
+    [ -n "$mounted" ] || die "no filesystem on $ROOTDEV (or its partitions) holds $target"
+}
+
+mount_container() {
+    wait_disk /dev/vda
+    wait_disk /dev/vdb
+    mkdir -p /lower /rw
+    mount -o ro /dev/vda /lower || die "cannot mount the image's root filesystem (/dev/vda)"
+    mount /dev/vdb /rw || die "cannot mount the writable disk (/dev/vdb)"
+    [ -f /rw/nova-clear/argv ] || die "the writable disk holds no workload spec"
+    mkdir -p /rw/upper /rw/work
+    mount -t overlay overlay \
+        -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot ||
+        die "cannot mount the overlay root"
+    # Our busybox and the launcher live on a tmpfs, outside the image.
+    mkdir -p /newroot/.nova-clear
+    mount -t tmpfs -o size=8m,mode=0755 nova-clear /newroot/.nova-clear
+    cp /bin/busybox /newroot/.nova-clear/busybox
+    cp /rw/nova-clear/env /newroot/.nova-clear/env
+    cat > /newroot/.nova-clear/run <<'RUN'
+W="$1"; U="$2"; shift 2
+while IFS= read -r kv; do export "$kv"; done < /.nova-clear/env
+cd "$W" || { echo "nova-clear: error: working directory $W does not exist"; exit 126; }
+case "$U" in ""|0|root|0:0|root:root|0:root|root:0) exec "$@" ;; esac
+p=$(command -v "$1") || { echo "nova-clear: error: $1: command not found"; exit 127; }
+shift
+exec /.nova-clear/busybox start-stop-daemon -S -n nova-clear-never -c "$U" -x "$p" -- "$@"
+RUN
+    if [ -n "$CONFIGDRIVE" ]; then
+        wait_disk "$CONFIGDRIVE"
+        mkdir -p /newroot/.nova-clear/config-drive
+        mount -t iso9660 -o ro "$CONFIGDRIVE" /newroot/.nova-clear/config-drive ||
+            say "warning: cannot mount the config drive $CONFIGDRIVE"
+    fi
+    if [ -s /rw/nova-clear/authorized_keys ]; then
+        # The instance's key pair, for images that run an SSH server.
+        mkdir -p /newroot/root/.ssh && chmod 700 /newroot/root/.ssh
+        cp /rw/nova-clear/authorized_keys /newroot/root/.ssh/authorized_keys
+        chmod 600 /newroot/root/.ssh/authorized_keys
+    fi
+    WORKDIR=$(cat /rw/nova-clear/workdir)
+    RUNAS=$(cat /rw/nova-clear/user)
+    WORKLOAD=/.nova-clear/busybox
+}
 
 mkdir -p /newroot
-target=${WORKLOAD:-/sbin/init}
-mounted=
-for dev in "$ROOTDEV" $(ls "$ROOTDEV"[0-9]* "$ROOTDEV"p[0-9]* 2>/dev/null); do
-    [ -b "$dev" ] || continue
-    if mount "$dev" /newroot 2>/dev/null; then
-        if [ -e "/newroot$target" ] || [ -L "/newroot$target" ]; then
-            mounted=$dev
-            break
-        fi
-        umount /newroot
-    fi
-done
-[ -n "$mounted" ] || die "no filesystem on $ROOTDEV (or its partitions) holds $target"
+if [ "$MODE" = container ]; then
+    mount_container
+    # argv, one per line (positional parameters are global only here).
+    set --
+    while IFS= read -r a; do set -- "$@" "$a"; done < /rw/nova-clear/argv
+    set -- env -i /.nova-clear/busybox sh /.nova-clear/run "$WORKDIR" "$RUNAS" "$@"
+else
+    mount_disk_image
+fi
 
 [ -n "$HOSTNAME_ARG" ] && [ -d /newroot/etc ] && \
     echo "$HOSTNAME_ARG" > /newroot/etc/hostname 2>/dev/null
@@ -101,13 +167,14 @@ fi
 
 # Agent mode: the workload runs under us; we power off when it ends.
 acpid -c /etc/acpi -l /dev/null
+mkdir -p /newroot/dev /newroot/proc /newroot/sys 2>/dev/null
 mount --bind /dev /newroot/dev 2>/dev/null
 mount -t proc proc /newroot/proc 2>/dev/null
 mount -t sysfs sysfs /newroot/sys 2>/dev/null
-chroot /newroot "$target" "$@" < /dev/console > /dev/console 2>&1
+chroot /newroot "$WORKLOAD" "$@" < /dev/console > /dev/console 2>&1
 status=$?
 say "workload exited status=$status"
 sync
-umount /newroot/sys /newroot/proc /newroot/dev 2>/dev/null
+umount /newroot/.nova-clear /newroot/sys /newroot/proc /newroot/dev 2>/dev/null
 mount -o remount,ro /newroot 2>/dev/null
 poweroff -f

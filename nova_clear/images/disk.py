@@ -15,8 +15,10 @@ backing files or external data files), ``qemu-img check`` for qcow2.
 """
 
 import dataclasses
+import errno
 import json
 import os
+import time
 
 from oslo_concurrency import lockutils
 from oslo_concurrency import processutils
@@ -105,7 +107,15 @@ class ImageCache:
         with fileutils.remove_path_on_error(part):
             LOG.info('Downloading image %s into the Clear Containers '
                      'cache', image_id)
-            nova_images.fetch(context, image_id, part)
+            try:
+                nova_images.fetch(context, image_id, part)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise exception.InstanceDeployFailure(
+                        reason=_('no space left in the image cache %(p)s '
+                                 'for image %(i)s') %
+                        {'p': self.path, 'i': image_id})
+                raise
             actual = os.path.getsize(part)
             expected = _meta(image_meta, 'size')
             if expected and actual != expected:
@@ -154,6 +164,27 @@ class ImageCache:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+
+    def remove_unused(self, in_use, min_age):
+        """Remove cached images no instance uses, untouched for min_age
+        seconds; returns the removed ids."""
+        removed = []
+        now = time.time()
+        for image_id in self.cached_ids():
+            if image_id in in_use:
+                continue
+            info = os.path.join(self.path, image_id + '.json')
+            try:
+                if now - os.stat(info).st_mtime < min_age:
+                    continue
+            except FileNotFoundError:
+                continue
+            with lockutils.lock('clear-image-%s' % image_id, external=True,
+                                lock_path=self.lock_path):
+                self.remove(image_id)
+            LOG.info('Removed unused cached image %s', image_id)
+            removed.append(image_id)
+        return removed
 
     def cached_ids(self):
         return sorted(f[:-5] for f in os.listdir(self.path)

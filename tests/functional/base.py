@@ -1,6 +1,7 @@
 """Base of the functional tests: a real libvirtd + QEMU, real guest assets,
 real nova.objects, and a local image file standing in for Glance."""
 
+import itertools
 import os
 import random
 import shutil
@@ -15,8 +16,10 @@ from oslo_config import fixture as config_fixture
 import testtools
 
 import libvirt
+from nova.compute import power_state
 import nova.conf
 from nova import context as nova_context
+from nova.network import model as network_model
 from nova import objects
 from nova import utils as nova_utils
 from nova.virt import fake as fake_virt
@@ -40,12 +43,13 @@ class LocalGlance:
     def __init__(self):
         self.images = {}
 
-    def add(self, path, disk_format, size=None, properties=None):
+    def add(self, path, disk_format, size=None, properties=None,
+            container_format='bare'):
         image_id = str(uuid.uuid4())
         self.images[image_id] = {
             'id': image_id, 'name': os.path.basename(path),
             'status': 'active', 'disk_format': disk_format,
-            'container_format': 'bare',
+            'container_format': container_format,
             'size': os.path.getsize(path) if size is None else size,
             'properties': dict(properties or {}), 'path': path,
         }
@@ -70,6 +74,9 @@ class LocalGlance:
             else:
                 with open(dst_path, 'wb') as out:
                     shutil.copyfileobj(f, out)
+
+    def get(self, context, image_id, **kwargs):
+        return self.show(context, image_id)
 
     def image_meta(self, image_id):
         meta = self.show(None, image_id)
@@ -137,6 +144,7 @@ class FunctionalTestCase(testtools.TestCase):
         helper = os.path.join(os.path.dirname(sys.executable),
                               'privsep-helper')
         self.conf.config(group='nova_sys_admin', helper_command=helper)
+        self.conf.config(group='clear_sys_admin', helper_command=helper)
         self.glance = LocalGlance()
         self.useFixture(fixtures.MonkeyPatch(
             'nova.image.glance.get_default_image_service',
@@ -149,7 +157,7 @@ class FunctionalTestCase(testtools.TestCase):
         self.events = EventRecorder()
         # Domain names (instance-%08x of the id) are host-wide: parallel
         # test workers must not collide.
-        self._next_id = random.randrange(1, 1 << 30)
+        self._ids = itertools.count(random.randrange(1, 1 << 30))
 
     def make_driver(self, init=True):
         drv = clear_driver.ClearDriver(fake_virt.FakeVirtAPI())
@@ -164,15 +172,27 @@ class FunctionalTestCase(testtools.TestCase):
                                 name='clear.tiny', memory_mb=memory_mb,
                                 vcpus=vcpus, root_gb=root_gb, ephemeral_gb=0,
                                 swap=0, extra_specs={})
-        inst_id = self._next_id
-        self._next_id += 1
+        inst_id = next(self._ids)
         instance = objects.Instance(
             context=self.context, id=inst_id, uuid=str(uuid.uuid4()),
             hostname='clear-%d' % inst_id, display_name='clear-%d' % inst_id,
             project_id='fake-project', user_id='fake-user',
             image_ref=image_id, flavor=flavor, vcpus=vcpus,
-            memory_mb=memory_mb, root_gb=root_gb,
-            system_metadata=nova_utils.get_system_metadata_from_image(image))
+            memory_mb=memory_mb, root_gb=root_gb, config_drive='',
+            launched_at=None,
+            system_metadata=nova_utils.get_system_metadata_from_image(image),
+            # what the compute manager's instance carries from the DB
+            root_device_name='/dev/vda', default_ephemeral_device=None,
+            default_swap_device=None, device_metadata=None,
+            numa_topology=None, availability_zone=None, user_data=None,
+            metadata={}, launch_index=0, reservation_id='r-%d' % inst_id,
+            key_name=None, key_data=None,
+            keypairs=objects.KeyPairList(objects=[]),
+            ec2_ids=objects.EC2Ids(instance_id='i-%08x' % inst_id,
+                                   ami_id='ami-00000001', kernel_id=None,
+                                   ramdisk_id=None),
+            info_cache=objects.InstanceInfoCache(
+                network_info=network_model.NetworkInfo([])))
         return instance
 
     def spawn(self, drv, image_id, **kw):
@@ -195,10 +215,17 @@ class FunctionalTestCase(testtools.TestCase):
     def wait_console(self, drv, instance, needle, count=1,
                      timeout=READY_TIMEOUT):
         deadline = time.monotonic() + timeout
+        stopped_since = time.monotonic()
         while True:
             text = self.console(drv, instance)
             if text.count(needle) >= count:
                 return text
+            stopped = drv.get_info(instance).state == power_state.SHUTDOWN
+            if stopped and time.monotonic() > stopped_since + 2:
+                timeout = 'the guest stopped; %s' % timeout
+                deadline = 0
+            elif not stopped:
+                stopped_since = time.monotonic()
             if time.monotonic() > deadline:
                 self.fail('%r (x%d) not in the console of %s after %ss:\n%s'
                           % (needle, count, instance.uuid, timeout,

@@ -8,12 +8,16 @@ shutdown), prints a marker and keeps running.
 """
 
 import fcntl
+import glob
+import hashlib
+import json
 import os
 import shutil
 import struct
 import subprocess
 
 from nova_clear.guest import build
+from nova_clear.guest import kernel
 
 CACHE = os.environ.get('NOVA_CLEAR_TEST_CACHE', '/var/tmp/nova-clear-test')
 MiB = 1024 * 1024
@@ -44,12 +48,30 @@ def _locked(name):
 
 
 def guest_assets():
-    """A real assets directory built by nova-clear-build-guest."""
+    """A real assets directory built by nova-clear-build-guest.
+
+    With Debian's linux-source installed it holds the minimal kernel too
+    (built once, cached by configuration), which the driver then prefers,
+    as it does in production.
+    """
     dest = os.environ.get('NOVA_CLEAR_TEST_ASSETS') or \
         os.path.join(CACHE, 'assets')
+    minimal = bool(glob.glob(kernel.SOURCE_GLOB))
+    # Rebuilt whenever the agent, the builder or the kernel config changed.
+    digest = hashlib.sha256(build.init_script())
+    for path in (build.__file__, kernel.FRAGMENT):
+        with open(path, 'rb') as f:
+            digest.update(f.read())
+    stamp = '%s minimal=%s' % (digest.hexdigest(), minimal)
+    stamp_file = os.path.join(dest, 'test-stamp')
     with _locked('assets'):
-        if not os.path.exists(os.path.join(dest, 'manifest.json')):
-            build.build(dest, log=lambda *a: None)
+        current = open(stamp_file).read() if os.path.exists(stamp_file) \
+            else None
+        if current != stamp or \
+                not os.path.exists(os.path.join(dest, 'manifest.json')):
+            build.build(dest, log=lambda *a: None, minimal=minimal)
+            with open(stamp_file, 'w') as f:
+                f.write(stamp)
     return dest
 
 
@@ -115,4 +137,58 @@ def disk_image(kind):
         else:
             raise ValueError(kind)
         os.replace(tmp, path)
+    return path
+
+
+CONTAINER_CMD = ('echo "container says: $GREETING from $(pwd) as uid $(id -u)"'
+                 '; cat /data/greeting; exit 3')
+
+
+def container_image(kind):
+    """A container image made by buildah (Debian's), offline, from scratch.
+
+    ``kind`` is 'docker' (docker-archive, as ``docker save`` writes) or
+    'oci' (an OCI image-layout tarball).  It holds static busybox, a user
+    ``app`` (uid 1000) and /data/greeting; its config runs CONTAINER_CMD
+    through ``/bin/sh -c`` as ``app`` in /data with GREETING=hello.
+    """
+    path = os.path.join(CACHE, 'container-%s.tar' % kind)
+    with _locked('container-' + kind):
+        if os.path.exists(path):
+            return path
+        work = path + '.work'
+        shutil.rmtree(work, ignore_errors=True)
+        tree = os.path.join(work, 'tree')
+        for d in ('bin', 'etc', 'data', 'tmp'):
+            os.makedirs(os.path.join(tree, d))
+        shutil.copy(build.BUSYBOX, os.path.join(tree, 'bin', 'busybox'))
+        for applet in ('sh', 'echo', 'id', 'pwd', 'cat', 'sleep', 'ls'):
+            os.symlink('busybox', os.path.join(tree, 'bin', applet))
+        with open(os.path.join(tree, 'etc', 'passwd'), 'w') as f:
+            f.write('root:x:0:0:root:/:/bin/sh\n'
+                    'app:x:1000:1000:app:/data:/bin/sh\n')
+        with open(os.path.join(tree, 'etc', 'group'), 'w') as f:
+            f.write('root:x:0:\napp:x:1000:\n')
+        with open(os.path.join(tree, 'data', 'greeting'), 'w') as f:
+            f.write('greeting file from the image\n')
+        buildah = ['buildah', '--root', os.path.join(work, 'storage'),
+                   '--runroot', os.path.join(work, 'run'),
+                   '--storage-driver', 'vfs']
+
+        def run(*args):
+            return subprocess.run(buildah + list(args), check=True,
+                                  capture_output=True,
+                                  text=True).stdout.strip()
+        ctr = run('from', 'scratch')
+        run('copy', ctr, tree + '/', '/')
+        run('config', '--entrypoint', '["/bin/sh", "-c"]',
+            '--cmd', json.dumps([CONTAINER_CMD]), '--env', 'GREETING=hello',
+            '--workingdir', '/data', '--user', 'app', ctr)
+        dest = ('docker-archive:%s.tmp:clear/test:1' if kind == 'docker'
+                else 'oci-archive:%s.tmp:clear/test:1') % path
+        run('commit', '--format', 'docker' if kind == 'docker' else 'oci',
+            ctr, dest)
+        run('rm', ctr)
+        os.replace(path + '.tmp', path)
+        subprocess.run(['rm', '-rf', work], check=False)
     return path

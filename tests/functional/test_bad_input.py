@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 
 from nova import exception
 
@@ -82,13 +83,20 @@ class TestBadInput(base.FunctionalTestCase):
         self.assertIn('Flavor\'s disk is too small', str(err))
         self.assert_gone(drv, inst)
 
-    def test_missing_kernel_at_spawn(self):
-        drv = self.make_driver()
+    def _private_assets(self):
+        # copyfile, not copytree: libvirt's ownership xattrs on the shared
+        # assets must not come along.
         assets = os.path.join(self.tmp, 'assets')
-        shutil.copytree(self.assets_path, assets)
+        shutil.copytree(self.assets_path, assets,
+                        copy_function=shutil.copyfile)
         self.conf.config(group='clear', assets_path=assets)
+        return assets
+
+    def test_missing_kernel_at_spawn(self):
+        assets = self._private_assets()
         drv = self.make_driver()
-        os.unlink(os.path.join(assets, 'vmlinuz'))
+        # whichever kernel the driver picked (minimal when built)
+        os.unlink(drv.assets.load().kernel)
         image = self.glance.add(images.disk_image('fs'), 'raw')
         inst, err = self._spawn_fails(drv, image,
                                       clear_exc.GuestAssetsInvalid)
@@ -97,13 +105,11 @@ class TestBadInput(base.FunctionalTestCase):
         self.assert_nothing_left(drv, inst)
 
     def test_corrupt_initrd_refused_at_init_host(self):
-        assets = os.path.join(self.tmp, 'assets')
-        shutil.copytree(self.assets_path, assets)
-        with open(os.path.join(assets, 'initrd.img'), 'r+b') as f:
+        self._private_assets()
+        drv = self.make_driver(init=False)
+        with open(os.path.join(drv.assets.path, 'initrd.img'), 'r+b') as f:
             f.seek(100)
             f.write(b'\0corrupt')
-        self.conf.config(group='clear', assets_path=assets)
-        drv = self.make_driver(init=False)
         err = self.assertRaises(clear_exc.GuestAssetsInvalid,
                                 drv.init_host, 'host')
         self.assertIn('corrupt', str(err))
@@ -132,3 +138,24 @@ class TestBadInput(base.FunctionalTestCase):
         self.assertIn('holds /no/such/app', text)
         drv.destroy(self.context, inst, None)
         self.assert_gone(drv, inst)
+
+
+class TestFullDisk(base.FunctionalTestCase):
+
+    def test_image_cache_full(self):
+        cache = os.path.join(self.tmp, 'small-cache')
+        os.makedirs(cache)
+        subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=8m', 'tmpfs',
+                        cache], check=True)
+        self.addCleanup(subprocess.run, ['umount', '-l', cache])
+        self.conf.config(group='clear', image_cache_path=cache)
+        drv = self.make_driver()
+        # a 48 MiB image into an 8 MiB cache
+        image = self.glance.add(images.disk_image('fs'), 'raw')
+        inst = self.make_instance(image)
+        err = self.assertRaises(exception.InstanceDeployFailure, drv.spawn,
+                                self.context, inst,
+                                self.glance.image_meta(image), [], None, {})
+        self.assertIn('no space left in the image cache', str(err))
+        self.assert_gone(drv, inst)
+        self.assertEqual([], [f for f in os.listdir(cache) if f != 'locks'])

@@ -1,5 +1,6 @@
 """A Clear Container's whole life through the driver, on real libvirt+QEMU."""
 
+from concurrent import futures
 import os
 import signal
 import subprocess
@@ -54,6 +55,10 @@ class TestLifecycle(base.FunctionalTestCase):
         # Resumed from saved memory: no new boot.
         self.assertEqual(4, self.console(drv, inst).count(
             'nova-clear: ready %s' % inst.uuid))
+        # A hard reboot of a suspended instance boots afresh.
+        drv.suspend(self.context, inst)
+        drv.reboot(self.context, inst, None, 'HARD')
+        self.wait_ready(drv, inst, count=5)
 
         drv.destroy(self.context, inst, None)
         self.assert_gone(drv, inst)
@@ -89,8 +94,18 @@ class TestLifecycle(base.FunctionalTestCase):
     def test_two_instances_share_cached_base(self):
         drv = self.make_driver()
         image = self.glance.add(images.disk_image('qcow2'), 'qcow2')
-        a = self.spawn(drv, image)
-        b = self.spawn(drv, image)
+        downloads = []
+        real_download = self.glance.download
+
+        def counting_download(*args, **kwargs):
+            downloads.append(args[1])
+            return real_download(*args, **kwargs)
+        self.glance.download = counting_download
+        # Two spawns of a new image at once, from two threads (nova 34
+        # calls drivers from native threads): one download, one base.
+        with futures.ThreadPoolExecutor(2) as pool:
+            a, b = pool.map(lambda _: self.spawn(drv, image), range(2))
+        self.assertEqual([image], downloads)
         self.wait_ready(drv, a)
         self.wait_ready(drv, b)
         cache = drv.image_cache.path

@@ -89,6 +89,9 @@ class FakeDomain:
     def hasManagedSaveImage(self, flags):
         return self.saved
 
+    def managedSaveRemove(self, flags):
+        self.saved = False
+
 
 class FakeConnection:
 

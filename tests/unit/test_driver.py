@@ -4,6 +4,7 @@ import os
 from unittest import mock
 
 import fixtures
+from oslo_concurrency import processutils
 from oslo_config import fixture as config_fixture
 import testtools
 
@@ -27,6 +28,7 @@ from tests.unit import fake_libvirt
 
 CONF = nova.conf.CONF
 objects.register_all()
+IMG = '5a1ec0de-0000-4000-8000-000000000001'
 
 
 class TestPowerStateMapping(testtools.TestCase):
@@ -91,7 +93,7 @@ class DriverTestCase(testtools.TestCase):
         self.useFixture(fixtures.MockPatchObject(
             clear_host.Host, 'initialize'))
         self.cached = disk_images.CachedImage(
-            'img', os.path.join(self.tmp, 'base'), 'raw', 1 << 20)
+            IMG, os.path.join(self.tmp, 'base'), 'raw', 1 << 20)
         self.useFixture(fixtures.MockPatchObject(
             disk_images.ImageCache, 'get', return_value=self.cached))
 
@@ -110,11 +112,11 @@ class DriverTestCase(testtools.TestCase):
         return objects.Instance(
             id=n, uuid='00000000-0000-0000-0000-%012d' % n,
             hostname='h%d' % n, display_name='h%d' % n, project_id='p',
-            user_id='u', image_ref='img', flavor=flavor,
-            system_metadata={})
+            user_id='u', image_ref=IMG, flavor=flavor,
+            system_metadata={}, config_drive='', launched_at=None)
 
     def image_meta(self):
-        return objects.ImageMeta.from_dict({'id': 'img',
+        return objects.ImageMeta.from_dict({'id': IMG,
                                             'disk_format': 'raw'})
 
     def spawn(self, inst, **kw):
@@ -158,7 +160,7 @@ class TestDriver(DriverTestCase):
 
     def test_spawn_image_failure_leaves_nothing(self):
         disk_images.ImageCache.get.side_effect = \
-            exception.ImageUnacceptable(image_id='img', reason='bad')
+            exception.ImageUnacceptable(image_id=IMG, reason='bad')
         inst = self.instance()
         self.assertRaises(exception.ImageUnacceptable, self.spawn, inst)
         self.assertEqual({}, self.conn.domains)
@@ -225,6 +227,40 @@ class TestDriver(DriverTestCase):
                          self.drv.get_info(inst).state)
         self.drv.resume(self.ctx, inst, None)
         self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+        # A hard reboot of a suspended instance boots afresh.
+        self.drv.suspend(self.ctx, inst)
+        self.drv.reboot(self.ctx, inst, None, 'HARD')
+        self.assertFalse(self.conn.domains[inst.uuid].saved)
+        self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+
+    def test_config_drive_when_required(self):
+        self.conf.config(force_config_drive=True)
+        inst = self.instance()
+
+        def make_drive(self_, path):
+            with open(path, 'wb') as f:
+                f.write(b'iso')
+        with mock.patch('nova.api.metadata.base.InstanceMetadata') as md, \
+                mock.patch('nova.virt.configdrive.ConfigDriveBuilder.'
+                           'make_drive', make_drive):
+            self.spawn(inst, network_info=None)
+        md.assert_called_once()
+        self.assertTrue(inst.config_drive)
+        xml = self.conn.domains[inst.uuid].xml
+        self.assertIn('nova_clear.configdrive=/dev/vdb', xml)
+        self.assertIn(os.path.join(self.inst_dir(inst), 'disk.config'), xml)
+
+    def test_config_drive_failure_leaves_nothing(self):
+        self.conf.config(force_config_drive=True)
+        inst = self.instance()
+        with mock.patch('nova.api.metadata.base.InstanceMetadata'), \
+                mock.patch('nova.virt.configdrive.ConfigDriveBuilder.'
+                           'make_drive', side_effect=processutils.
+                           ProcessExecutionError('genisoimage: no')):
+            err = self.assertRaises(exception.InstanceDeployFailure,
+                                    self.spawn, inst)
+        self.assertIn('config drive', str(err))
+        self.assertFalse(os.path.exists(self.inst_dir(inst)))
 
     def test_missing_kernel_fails_spawn(self):
         os.unlink(os.path.join(self.tmp, 'assets', 'vmlinuz'))
@@ -247,6 +283,49 @@ class TestDriver(DriverTestCase):
             last.assert_called_once_with(
                 os.path.join(self.inst_dir(inst), 'console.log'),
                 CONF['clear'].console_log_max_bytes)
+
+
+class TestImageCacheManagement(DriverTestCase):
+
+    def _old(self, path, data=b'x'):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(data)
+        os.utime(path, (1, 1))
+
+    def test_unused_images_and_rootfs_removed(self):
+        cache = self.drv.image_cache.path
+        used, unused = IMG, '5a1ec0de-0000-4000-8000-0000000000ff'
+        for image_id in (used, unused):
+            self._old(os.path.join(cache, image_id))
+            self._old(os.path.join(cache, image_id + '.json'), b'{}')
+        rootfs = self.drv.rootfs_cache.path
+        kept = os.path.join(rootfs, 'a' * 64 + '.ext4')
+        gone = os.path.join(rootfs, 'b' * 64 + '.ext4')
+        for p in (kept, gone):
+            self._old(p)
+        self._old(os.path.join(rootfs, 'by-image', unused),
+                  b'b' * 64)
+        inst = self.instance()
+        files = self.drv._files(inst)
+        files.create()
+        files.write_rootfs_ref(kept)
+        self.drv.manage_image_cache(self.ctx, [inst])
+        self.assertEqual([used], self.drv.image_cache.cached_ids())
+        self.assertTrue(os.path.exists(kept))
+        self.assertFalse(os.path.exists(gone))
+        self.assertEqual([], os.listdir(os.path.join(rootfs, 'by-image')))
+
+    def test_young_entries_kept(self):
+        self.conf.config(remove_unused_original_minimum_age_seconds=3600,
+                         group='image_cache')
+        cache = self.drv.image_cache.path
+        os.makedirs(cache, exist_ok=True)
+        for name in ('young', 'young.json'):
+            with open(os.path.join(cache, name), 'w') as f:
+                f.write('{}')
+        self.drv.manage_image_cache(self.ctx, [])
+        self.assertEqual(['young'], self.drv.image_cache.cached_ids())
 
 
 class TestInventory(DriverTestCase):

@@ -172,3 +172,60 @@ class TestBuildMain(testtools.TestCase):
             with mock.patch.object(build, 'build',
                                    side_effect=build.BuildError('boom')):
                 self.assertEqual(1, build.main(['--dest', d]))
+
+
+class TestKernelChoice(testtools.TestCase):
+
+    def _assets(self, path):
+        os.makedirs(path, exist_ok=True)
+        for name in ('vmlinuz', 'initrd.img'):
+            with open(os.path.join(path, name), 'wb') as f:
+                f.write(path.encode())
+        assets.write_manifest(path, 'vmlinuz', 'initrd.img', path,
+                              acpi=True, virtio_mmio_cmdline=True)
+
+    def test_auto_prefers_minimal_when_built(self):
+        root = self.useFixture(fixtures.TempDir()).path
+        self._assets(root)
+        store = assets.AssetStore(root, 'auto')
+        self.assertEqual(root, store.load().kernel_release)
+        self._assets(os.path.join(root, 'minimal'))
+        self.assertEqual(os.path.join(root, 'minimal'),
+                         store.load().kernel_release)
+        self.assertEqual(root, assets.AssetStore(
+            root, 'distribution').load().kernel_release)
+
+    def test_minimal_required_but_missing(self):
+        root = self.useFixture(fixtures.TempDir()).path
+        self._assets(root)
+        err = self.assertRaises(clear_exc.GuestAssetsInvalid,
+                                assets.AssetStore(root, 'minimal').load)
+        self.assertIn('--minimal-kernel', str(err))
+
+
+class TestKernelConfig(testtools.TestCase):
+
+    def test_fragment_and_what_olddefconfig_dropped(self):
+        from nova_clear.guest import kernel
+        wanted = kernel.fragment_options(
+            'CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=64\nnoise\n')
+        self.assertEqual({'CONFIG_A': 'y', 'CONFIG_B': 'n',
+                          'CONFIG_C': '64'}, wanted)
+        self.assertEqual([], kernel.missing_options(
+            wanted, 'CONFIG_A=y\nCONFIG_C=64\n'))
+        self.assertEqual(['CONFIG_A', 'CONFIG_B', 'CONFIG_C'],
+                         kernel.missing_options(
+                             wanted, '# CONFIG_A is not set\nCONFIG_C=8\n'
+                                     'CONFIG_B=y\n'))
+
+    def test_shipped_fragment_has_what_the_driver_needs(self):
+        from nova_clear.guest import kernel
+        with open(kernel.FRAGMENT) as f:
+            opts = kernel.fragment_options(f.read())
+        for need in ('CONFIG_VIRTIO_MMIO', 'CONFIG_VIRTIO_BLK',
+                     'CONFIG_OVERLAY_FS', 'CONFIG_ISO9660_FS',
+                     'CONFIG_EXT4_FS', 'CONFIG_ACPI_BUTTON',
+                     'CONFIG_SERIAL_8250_CONSOLE', 'CONFIG_RD_ZSTD',
+                     'CONFIG_PVH'):
+            self.assertEqual('y', opts.get(need), need)
+        self.assertNotIn('CONFIG_MODULES', opts)

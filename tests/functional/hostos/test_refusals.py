@@ -1,0 +1,165 @@
+"""Bad input: a clear error, exit status 1, and nothing applied."""
+
+import json
+import os
+import subprocess
+
+from nova_clear.hostos import manifest
+from nova_clear.hostos import signing
+from nova_clear.hostos import stage
+from nova_clear.hostos import store
+from tests.functional.hostos import base
+
+
+def _flip(path, offset=-100):
+    with open(path, 'r+b') as f:
+        f.seek(offset, os.SEEK_END if offset < 0 else os.SEEK_SET)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xff]))
+
+
+class RefusalTest(base.HostOSTestCase):
+    def setUp(self):
+        super().setUp()
+        self.publish(1)
+        self.update('update', '--to', '1')
+        self.before = self._snapshot_of_root()
+
+    def _snapshot_of_root(self):
+        return (self.state(), stage.snapshots(self.root),
+                sorted(os.listdir(os.path.join(self.root, 'versions'))))
+
+    def assert_refused(self, message, *args, pubkey=None, root=None):
+        proc = self.update(*(args or ('update',)), check=False,
+                           pubkey=pubkey, root=root)
+        self.assertEqual(1, proc.returncode, proc.stdout + proc.stderr)
+        self.assertIn('clear-update: error: ', proc.stderr)
+        self.assertIn(message, proc.stderr)
+        if root is None:
+            self.assertEqual(self.before, self._snapshot_of_root())
+            self.assert_snapshot_is(1)
+        return proc
+
+    def test_tampered_delta_pack(self):
+        self.publish(2, delta_from=1)
+        _flip(os.path.join(self.content, store.pack_relpath(1, 2)))
+        self.assert_refused('does not match the hash in the signed manifest')
+
+    def test_delta_on_damaged_local_file(self):
+        self.publish(2, delta_from=1)
+        _flip(os.path.join(self.root, 'versions/1/usr/lib/os-1.0/libos.so'),
+              1000)
+        proc = self.update('update', check=False)
+        self.assertEqual(1, proc.returncode)
+        self.assertIn('does not produce the content in the signed manifest',
+                      proc.stderr)
+        self.assertIn('usr/lib/os-1.0/libos.so is damaged', proc.stderr)
+        self.assertEqual(self.before, self._snapshot_of_root())
+
+    def test_tampered_full_file(self):
+        self.publish(2)
+        m = json.load(open(os.path.join(self.content,
+                                        store.manifest_relpath(2))))
+        lib = [e for e in m['entries'] if e['path'].endswith('libos.so')][0]
+        path = os.path.join(self.content, store.object_relpath(lib['content']))
+        _flip(path, 40)
+        self.assert_refused(lib['content'])
+
+    def test_tampered_manifest(self):
+        self.publish(2)
+        path = os.path.join(self.content, store.manifest_relpath(2))
+        with open(path, 'rb') as f:
+            data = f.read()
+        with open(path, 'wb') as f:
+            f.write(data.replace(b'"mode":420', b'"mode":511', 1))
+        self.assert_refused('does not match the signed top manifest')
+
+    def test_tampered_signature_or_top(self):
+        self.publish(2)
+        path = os.path.join(self.content, store.top_relpath(2))
+        env = json.load(open(path))
+        env['payload'] = env['payload'].replace('"version":2', '"version":3')
+        os.rename(os.path.join(self.content, 'versions', '2'),
+                  os.path.join(self.content, 'versions', '3'))
+        with open(os.path.join(self.content, store.top_relpath(3)), 'w') as f:
+            json.dump(env, f)
+        self.assert_refused('does not verify', 'update', '--to', '3')
+        env['signature'] = 'AAAA' + env['signature'][4:]
+        self.assert_refused('signature', 'update', '--to', '3')
+
+    def test_wrong_key(self):
+        self.publish(2)
+        other = os.path.join(self.dir, 'other')
+        signing.generate_key(other, other + '.pub')
+        self.assert_refused('does not verify', pubkey=other + '.pub')
+
+    def test_downgrade_and_replay(self):
+        self.publish(2)
+        self.update('update')
+        self.boot_once()
+        self.update('mark-good')
+        self.before = self._snapshot_of_root()
+        self.assert_refused('not newer than the installed 2', 'update',
+                            '--to', '1')
+        # The signed top of version 1 served as version 3.
+        os.makedirs(os.path.join(self.content, 'versions', '3'))
+        with open(os.path.join(self.content, store.top_relpath(1)),
+                  'rb') as src, open(os.path.join(
+                      self.content, store.top_relpath(3)), 'wb') as dst:
+            dst.write(src.read())
+        self.assert_refused('replayed', 'update', '--to', '3')
+        self.assertEqual(2, self.boot_once())
+
+    def test_truncated_download(self):
+        self.publish(2, delta_from=1)
+        self.server.cut_always.add(store.pack_relpath(1, 2))
+        self.assert_refused('truncated download')
+
+    def test_path_traversal(self):
+        key = signing.load_private_key(self.key)
+        ok = manifest.Entry('etc', manifest.DIR, 0o755)
+        cases = {
+            '..': [manifest.Entry('../escaped', manifest.DIR, 0o755), ok],
+            'absolute': [manifest.Entry('/escaped', manifest.DIR, 0o755),
+                         ok],
+            'symlink escape': [
+                ok, manifest.Entry('etc/link', manifest.SYMLINK, 0o777,
+                                   target='/tmp'),
+                manifest.Entry('etc/link/passwd', manifest.FILE, 0o644,
+                               size=1, content='0' * 64)],
+        }
+        for version, (what, entries) in enumerate(sorted(cases.items()), 2):
+            data = manifest.canonical_json({
+                'format': 1, 'version': version, 'previous': None,
+                'entries': [e.to_dict() for e in entries]})
+            store.write_atomic(os.path.join(
+                self.content, store.manifest_relpath(version)), data)
+            top = manifest.Top(version, manifest.sha256_hex(data), len(data))
+            store.write_atomic(os.path.join(
+                self.content, store.top_relpath(version)),
+                signing.seal(key, top.to_bytes()))
+            proc = self.assert_refused('', 'update', '--to', str(version))
+            self.assertRegex(proc.stderr,
+                             'path traversal|absolute path|symlink escape',
+                             what)
+        self.assertFalse(os.path.lexists(os.path.join(self.dir, 'escaped')))
+
+    def test_disk_full_while_staging(self):
+        small = os.path.join(self.dir, 'small')
+        os.makedirs(small)
+        subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=6m', 'tmpfs',
+                        small], check=True)
+        self.addCleanup(subprocess.run, ['umount', '-l', small])
+        self.update('update', '--to', '1', root=small)
+        self.before = (self.state(small), stage.snapshots(small))
+        # Compresses to almost nothing, needs 8 MiB on disk.
+        self.publish(2, delta_from=1, extra={'var/big': b'\0' * (8 << 20)})
+        proc = self.update('update', check=False, root=small)
+        self.assertEqual(1, proc.returncode)
+        self.assertIn('disk full while staging version 2', proc.stderr)
+        self.assertIn('nothing was applied', proc.stderr)
+        self.assertEqual(self.before, (self.state(small),
+                                       stage.snapshots(small)))
+        self.assertEqual(['1'], os.listdir(os.path.join(small, 'versions')))
+        self.assert_snapshot_is(1, root=small)
