@@ -327,6 +327,27 @@ def rabbit_url():
     return 'rabbit://guest:guest@%s:5672/' % HOST
 
 
+def _driver_digest():
+    """Digest of the nova-clear code installed in the venv."""
+    import nova_clear
+    top = os.path.dirname(os.path.abspath(nova_clear.__file__))
+    if not top.startswith(VENV):
+        # run from the checkout: ask the venv's interpreter
+        top = subprocess.run(
+            [os.path.join(BIN, 'python'), '-c',
+             'import os, nova_clear; '
+             'print(os.path.dirname(nova_clear.__file__))'],
+            capture_output=True, text=True, cwd='/').stdout.strip()
+    digest = hashlib.sha256()
+    for base, dirs, files in sorted(os.walk(top)):
+        dirs.sort()
+        for f in sorted(files):
+            if f.endswith(('.py', '.sh')):
+                with open(os.path.join(base, f), 'rb') as fh:
+                    digest.update(f.encode() + fh.read())
+    return digest.hexdigest()
+
+
 def _etc_digests():
     digests = {}
     for top, _dirs, files in os.walk(ETC):
@@ -676,6 +697,14 @@ def services_up(pw):
     for d in (AIO_HOME, DATA, os.path.join(DATA, 'nova'), INSTANCES):
         os.chmod(d, 0o755)
     changed = write_configs(pw)
+    # new driver code (tools/setup-host reinstalled nova-clear) needs a
+    # new nova-compute too
+    code = _driver_digest()
+    state = load_state()
+    if state.get('driver_digest') != code:
+        changed.add(os.path.join(ETC, 'nova', 'nova-cpu.conf'))
+        state['driver_digest'] = code
+        save_state(state)
     # a running service whose configuration changed is started again
     for name, files in CONFIG_FILES.items():
         if running_pid(name) and changed & {os.path.join(ETC, f)
