@@ -48,6 +48,8 @@ class BootConfig:
     upper_disk_path: str = None
     # Config drive (ISO 9660), attached read-only after the other disks.
     config_drive_path: str = None
+    # The nova-compute host owning the domain (several may share libvirtd).
+    host: str = ''
 
 
 def kernel_cmdline(instance, image_meta, boot):
@@ -110,9 +112,10 @@ def _no_default_devices(devices):
     _sub(devices, 'memballoon', model='none')
 
 
-def _metadata(root, instance, flavor, image_meta):
+def _metadata(root, instance, flavor, image_meta, host):
     meta = _sub(root, 'metadata')
     inst = ET.SubElement(meta, '{%s}instance' % NS_URI)
+    ET.SubElement(inst, '{%s}host' % NS_URI).set('name', host)
     ET.SubElement(inst, '{%s}name' % NS_URI).text = \
         getattr(instance, 'display_name', None) or ''
     fl = ET.SubElement(inst, '{%s}flavor' % NS_URI)
@@ -138,7 +141,7 @@ def domain_xml(instance, flavor, image_meta, boot):
     root = ET.Element('domain', type=boot.virt_type)
     _sub(root, 'name', instance.name)
     _sub(root, 'uuid', instance.uuid)
-    _metadata(root, instance, flavor, image_meta)
+    _metadata(root, instance, flavor, image_meta, boot.host)
     _sub(root, 'memory', flavor.memory_mb, unit='MiB')
     _sub(root, 'vcpu', flavor.vcpus, placement='static')
 
@@ -232,3 +235,16 @@ def instance_uuid_from_metadata(xml_text):
     except ET.ParseError:
         return False
     return root.find('metadata/{%s}instance' % NS_URI) is not None
+
+
+def host_of_metadata(element_xml):
+    """The owning host named in our metadata element (as libvirt returns
+    it from virDomainGetMetadata), or None."""
+    try:
+        inst = ET.fromstring(element_xml)
+    except ET.ParseError:
+        return None
+    for child in inst:
+        if child.tag.rsplit('}', 1)[-1] == 'host':
+            return child.get('name')
+    return None

@@ -172,8 +172,12 @@ class ClearDriver(driver.ComputeDriver):
         free = st.f_bavail * st.f_frsize // units.Gi
         return total, free
 
+    def _domains(self):
+        return self.host.list_domains(CONF.host)
+
     def _running_count(self):
-        return sum(1 for d in self.host.list_domains() if d.isActive())
+        return sum(1 for d in self._domains()
+                   if self.host.active_info(d) is not None)
 
     def _host_cpu_info(self):
         arch, memory_mb, cpus = self.host.node_info()[:3]
@@ -182,11 +186,11 @@ class ClearDriver(driver.ComputeDriver):
     def get_available_resource(self, nodename):
         arch, memory_mb, cpus = self._host_cpu_info()
         total_gb, free_gb = self._disk_gb()
-        domains = self.host.list_domains()
         vcpus_used = mem_used = 0
-        for dom in domains:
-            if dom.isActive():
-                _state, max_mem, _mem, ncpu, _t = dom.info()
+        for dom in self._domains():
+            info = self.host.active_info(dom)
+            if info is not None:
+                _state, max_mem, _mem, ncpu, _t = info
                 vcpus_used += ncpu
                 mem_used += max_mem // 1024 + CONF['clear'].memory_overhead_mb
         libvirt_ver, qemu_ver = self.host.version()
@@ -213,7 +217,8 @@ class ClearDriver(driver.ComputeDriver):
                                      HYPERVISOR_TYPE,
                                      obj_fields.VMMode.HVM)],
             'numa_topology': None,
-            'pci_passthrough_devices': None,
+            # nova's resource tracker parses this JSON list on every update.
+            'pci_passthrough_devices': jsonutils.dumps([]),
         }
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
@@ -253,10 +258,10 @@ class ClearDriver(driver.ComputeDriver):
 
     # -- instances ----------------------------------------------------------
     def list_instances(self):
-        return [d.name() for d in self.host.list_domains()]
+        return [d.name() for d in self._domains()]
 
     def list_instance_uuids(self):
-        return [d.UUIDString() for d in self.host.list_domains()]
+        return [d.UUIDString() for d in self._domains()]
 
     def instance_exists(self, instance):
         return self.host.find(instance.uuid) is not None
@@ -303,6 +308,7 @@ class ClearDriver(driver.ComputeDriver):
             tb_cache_mb=CONF['clear'].tcg_tb_cache_mb,
             qboot_firmware=CONF['clear'].qboot_firmware,
             cmdline_extra=CONF['clear'].kernel_cmdline_extra,
+            host=CONF.host,
         )
 
     def _define(self, instance, image_meta, files):

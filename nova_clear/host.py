@@ -202,21 +202,40 @@ class Host:
         except exception.InstanceNotFound:
             return None
 
-    def list_domains(self):
-        """Every domain (running or defined) that is a Clear Container."""
+    def list_domains(self, host=None):
+        """Every domain (running or defined) that is a Clear Container of
+        ``host`` (all hosts' when None); several nova-compute services may
+        share one libvirtd."""
         conn = self.get_connection()
         ours = []
         for dom in conn.listAllDomains(0):
             try:
-                dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-                             domain_xml.NS_URI)
+                meta = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                                    domain_xml.NS_URI)
             except libvirt.libvirtError as e:
                 if e.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN_METADATA,
                                           libvirt.VIR_ERR_NO_DOMAIN):
                     continue
                 raise
+            if host is not None and \
+                    domain_xml.host_of_metadata(meta) != host:
+                continue
             ours.append(dom)
         return ours
+
+    @staticmethod
+    def active_info(dom):
+        """dom.info() of a running domain; None if it stopped or vanished
+        meanwhile (a listing races with deletes)."""
+        try:
+            if not dom.isActive():
+                return None
+            return dom.info()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN,
+                                      libvirt.VIR_ERR_OPERATION_INVALID):
+                return None
+            raise
 
     def define(self, xml):
         return self._call('define', self.get_connection().defineXML, xml)

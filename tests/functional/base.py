@@ -136,8 +136,10 @@ class FunctionalTestCase(testtools.TestCase):
                          instances_path=os.path.join(self.tmp, 'instances'),
                          image_cache_path=os.path.join(self.tmp, 'cache'),
                          soft_reboot_timeout=30)
+        # Each test is its own nova-compute host on the shared libvirtd:
+        # it sees only its own domains, as two services sharing one would.
         self.conf.config(state_path=self.tmp, instances_path=os.path.join(
-            self.tmp, 'instances'))
+            self.tmp, 'instances'), host='ft-%s' % uuid.uuid4().hex[:12])
         self.conf.config(group='oslo_concurrency',
                          lock_path=os.path.join(self.tmp, 'locks'))
         # No sudo: nova's privsep daemon starts from this venv as root.

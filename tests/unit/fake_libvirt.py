@@ -26,8 +26,10 @@ class FakeDomain:
         root = ET.fromstring(xml)
         self._name = root.findtext('name')
         self._uuid = root.findtext('uuid')
-        self._ours = root.find('metadata/{%s}instance' %
-                               domain_xml.NS_URI) is not None
+        inst = root.find('metadata/{%s}instance' % domain_xml.NS_URI)
+        self._ours = inst is not None
+        self._meta = ET.tostring(inst, encoding='unicode') \
+            if inst is not None else None
         self.vcpus = int(root.findtext('vcpu') or 1)
         self.memory_kib = int(root.findtext('memory') or 128) * 1024
         self.st = libvirt.VIR_DOMAIN_SHUTOFF
@@ -52,7 +54,7 @@ class FakeDomain:
     def metadata(self, kind, uri):
         if not self._ours or uri != domain_xml.NS_URI:
             raise _error(libvirt.VIR_ERR_NO_DOMAIN_METADATA, 'no metadata')
-        return '<instance/>'
+        return self._meta
 
     def createWithFlags(self, flags):
         if self.fail_start or self.conn.fail_start:

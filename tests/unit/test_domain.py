@@ -81,11 +81,15 @@ class TestDomainXML(testtools.TestCase):
         self.assertIsNotNone(root.find('features/acpi'))
 
     def test_metadata_identifies_the_instance(self):
-        root = _xml()
+        root = _xml(host='compute-1')
         inst = root.find('metadata/{%s}instance' % domain.NS_URI)
         self.assertEqual('web 1', inst.findtext('{%s}name' % domain.NS_URI))
         self.assertEqual('c1', inst.find('{%s}flavor' % domain.NS_URI)
                          .get('name'))
+        self.assertEqual('compute-1', domain.host_of_metadata(
+            ET.tostring(inst, encoding='unicode')))
+        self.assertIsNone(domain.host_of_metadata('<x/>'))
+        self.assertIsNone(domain.host_of_metadata('not xml'))
         self.assertTrue(domain.instance_uuid_from_metadata(
             ET.tostring(root, encoding='unicode')))
         self.assertFalse(domain.instance_uuid_from_metadata(

@@ -149,6 +149,27 @@ class TestDriver(DriverTestCase):
                             '</uuid></domain>')
         self.assertEqual([], self.drv.list_instances())
 
+    def test_other_hosts_domains_are_not_listed(self):
+        inst = self.instance()
+        self.spawn(inst)
+        # another nova-compute sharing this libvirtd
+        self.conf.config(host='otherhost')
+        self.assertEqual([], self.drv.list_instance_uuids())
+        self.conf.config(host='fakehost')
+        self.assertEqual([inst.uuid], self.drv.list_instance_uuids())
+
+    def test_vanishing_domain_is_skipped(self):
+        inst = self.instance()
+        self.spawn(inst)
+        dom = self.conn.domains[inst.uuid]
+
+        def gone():
+            raise fake_libvirt._error(libvirt.VIR_ERR_NO_DOMAIN, 'gone')
+        dom.info = gone
+        res = self.drv.get_available_resource('fakehost')
+        self.assertEqual(0, res['vcpus_used'])
+        self.assertEqual('[]', res['pci_passthrough_devices'])
+
     def test_spawn_failure_leaves_nothing(self):
         self.conn.fail_start = 'qemu exploded'
         inst = self.instance()
