@@ -164,12 +164,16 @@ def initramfs_entries(init_script, busybox_data, modules):
         cpio.symlink('bin/sh', 'busybox'),
         cpio.regular('init', init_script, perm=0o755),
     ]
-    names = []
-    for name, data in modules:
-        entries.append(cpio.regular('lib/modules/%s.ko' % name, data))
-        names.append('%s.ko' % name)
-    entries.append(cpio.regular('lib/modules/load-order',
-                                ('\n'.join(names) + '\n').encode()))
+    return entries + module_entries(modules)
+
+
+def module_entries(modules):
+    """cpio entries of kernel modules ([(name, data)]) and the load-order
+    file the agents read, in the given (dependency) order."""
+    entries = [cpio.regular('lib/modules/%s.ko' % name, data)
+               for name, data in modules]
+    names = ''.join('%s.ko\n' % name for name, _data in modules)
+    entries.append(cpio.regular('lib/modules/load-order', names.encode()))
     return entries
 
 

@@ -36,12 +36,7 @@ def initramfs_bytes(busybox_data, modules):
                 cpio.regular('bin/busybox', busybox_data, perm=0o755),
                 cpio.regular('init', script('boot-init.sh'), perm=0o755),
                 cpio.regular('lib/boot-state.sh', script('boot-state.sh'))]
-    names = []
-    for name, data in modules:
-        entries.append(cpio.regular('lib/modules/%s.ko' % name, data))
-        names.append('%s.ko' % name)
-    entries.append(cpio.regular('lib/modules/load-order',
-                                ('\n'.join(names) + '\n').encode()))
+    entries += build.module_entries(modules)
     return zstandard.ZstdCompressor(level=12).compress(cpio.pack(entries))
 
 
