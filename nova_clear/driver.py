@@ -106,7 +106,8 @@ class ClearDriver(driver.ComputeDriver):
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi)
         self.host = clear_host.Host(CONF['clear'].connection_uri,
-                                    lifecycle_callback=self.emit_event)
+                                    lifecycle_callback=self.emit_event,
+                                    owner=CONF.host)
         self.assets = guest_assets.AssetStore(CONF['clear'].assets_path,
                                               CONF['clear'].guest_kernel)
         self.instances_path = (CONF['clear'].instances_path or

@@ -94,8 +94,11 @@ def _start_event_loop():
 class Host:
     """libvirt connection and the operations the driver needs."""
 
-    def __init__(self, uri, lifecycle_callback=None):
+    def __init__(self, uri, lifecycle_callback=None, owner=None):
         self.uri = uri
+        # Events of domains another nova-compute (owner) made on a shared
+        # libvirtd are not forwarded.
+        self.owner = owner
         self._conn = None
         self._conn_lock = threading.Lock()
         self._lifecycle_callback = lifecycle_callback
@@ -155,13 +158,28 @@ class Host:
         transition = lifecycle_transition(event, detail)
         if transition is None:
             return
-        self._events.put(virtevent.LifecycleEvent(dom.UUIDString(),
-                                                  transition))
+        # No libvirt calls here: this runs inside libvirt's event loop.
+        self._events.put((dom, virtevent.LifecycleEvent(dom.UUIDString(),
+                                                        transition)))
+
+    def _foreign(self, dom):
+        """True if ``dom`` is known to be another host's or not ours."""
+        if self.owner is None:
+            return False
+        try:
+            meta = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                                domain_xml.NS_URI)
+        except libvirt.libvirtError as e:
+            # Gone already (deleted): let Nova decide.
+            return e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA
+        return domain_xml.host_of_metadata(meta) != self.owner
 
     def _dispatch_events(self):
         while True:
-            evt = self._events.get()
+            dom, evt = self._events.get()
             try:
+                if self._foreign(dom):
+                    continue
                 self._lifecycle_callback(evt)
             except Exception:
                 LOG.exception('Dispatching %s failed', evt)

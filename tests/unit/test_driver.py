@@ -66,6 +66,36 @@ class TestPowerStateMapping(testtools.TestCase):
         self.assertIsNone(t(libvirt.VIR_DOMAIN_EVENT_DEFINED, 0))
 
 
+class TestEventFiltering(testtools.TestCase):
+
+    def _host(self, owner):
+        got = []
+        h = clear_host.Host('test:///default', got.append, owner=owner)
+        return h, got
+
+    def _dom(self, host):
+        conn = fake_libvirt.FakeConnection()
+        xml = ('<domain><name>d</name><uuid>%s</uuid><metadata>'
+               '<n:instance xmlns:n="%s"><n:host name="%s"/></n:instance>'
+               '</metadata></domain>' % (IMG, 'https://opendev.org/x/'
+                                         'nova-clear/instance/1.0', host))
+        return conn.defineXML(xml)
+
+    def _deliver(self, h, dom):
+        h._on_lifecycle(None, dom, libvirt.VIR_DOMAIN_EVENT_STARTED, 0, None)
+        item = h._events.get_nowait()
+        if not h._foreign(item[0]):
+            h._lifecycle_callback(item[1])
+
+    def test_own_events_forwarded_others_dropped(self):
+        h, got = self._host('me')
+        self._deliver(h, self._dom('me'))
+        self._deliver(h, self._dom('someone-else'))
+        self.assertEqual([IMG], [e.get_instance_uuid() for e in got])
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_STARTED,
+                         got[0].get_transition())
+
+
 class DriverTestCase(testtools.TestCase):
 
     def setUp(self):
