@@ -220,7 +220,13 @@ def create_overlay(cached, dest, root_gb):
     if cached.virtual_size > size:
         raise exception.FlavorDiskSmallerThanImage(
             flavor_size=size, image_size=cached.virtual_size)
-    processutils.execute(
-        'qemu-img', 'create', '-f', 'qcow2',
-        '-o', 'backing_file=%s,backing_fmt=%s' % (cached.path, cached.format),
-        dest, str(size))
+    try:
+        processutils.execute(
+            'qemu-img', 'create', '-f', 'qcow2',
+            '-o', 'backing_file=%s,backing_fmt=%s' % (
+                cached.path, cached.format),
+            dest, str(size))
+    except processutils.ProcessExecutionError as e:
+        raise exception.InstanceDeployFailure(
+            reason=_('cannot create the instance disk %(d)s: %(e)s') %
+            {'d': dest, 'e': (e.stderr or str(e)).strip()})

@@ -2,13 +2,13 @@
 
 import os
 import shutil
-import subprocess
 
 from nova import exception
 
 from nova_clear import exception as clear_exc
 from tests.functional import base
 from tests.functional import images
+from tests.functional import mounts
 
 
 class TestBadInput(base.FunctionalTestCase):
@@ -143,11 +143,8 @@ class TestBadInput(base.FunctionalTestCase):
 class TestFullDisk(base.FunctionalTestCase):
 
     def test_image_cache_full(self):
-        cache = os.path.join(self.tmp, 'small-cache')
-        os.makedirs(cache)
-        subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=8m', 'tmpfs',
-                        cache], check=True)
-        self.addCleanup(subprocess.run, ['umount', '-l', cache])
+        cache = self.useFixture(mounts.SmallDisk(
+            os.path.join(self.tmp, 'small-cache'), '8m')).path
         self.conf.config(group='clear', image_cache_path=cache)
         drv = self.make_driver()
         # a 48 MiB image into an 8 MiB cache
@@ -159,3 +156,17 @@ class TestFullDisk(base.FunctionalTestCase):
         self.assertIn('no space left in the image cache', str(err))
         self.assert_gone(drv, inst)
         self.assertEqual([], [f for f in os.listdir(cache) if f != 'locks'])
+
+    def test_instances_path_full(self):
+        instances = self.useFixture(mounts.SmallDisk(
+            os.path.join(self.tmp, 'small-instances'), '64k')).path
+        self.conf.config(group='clear', instances_path=instances)
+        drv = self.make_driver()
+        image = self.glance.add(images.disk_image('qcow2'), 'qcow2')
+        inst = self.make_instance(image)
+        err = self.assertRaises(exception.InstanceDeployFailure, drv.spawn,
+                                self.context, inst,
+                                self.glance.image_meta(image), [], None, {})
+        self.assertIn('cannot create the instance disk', str(err))
+        self.assert_gone(drv, inst)
+        self.assertEqual([], os.listdir(instances))

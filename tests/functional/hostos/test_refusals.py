@@ -2,13 +2,13 @@
 
 import json
 import os
-import subprocess
 
 from nova_clear.hostos import manifest
 from nova_clear.hostos import signing
 from nova_clear.hostos import stage
 from nova_clear.hostos import store
 from tests.functional.hostos import base
+from tests.functional import mounts
 
 
 def _flip(path, offset=-100):
@@ -146,11 +146,8 @@ class RefusalTest(base.HostOSTestCase):
         self.assertFalse(os.path.lexists(os.path.join(self.dir, 'escaped')))
 
     def test_disk_full_while_staging(self):
-        small = os.path.join(self.dir, 'small')
-        os.makedirs(small)
-        subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=6m', 'tmpfs',
-                        small], check=True)
-        self.addCleanup(subprocess.run, ['umount', '-l', small])
+        small = self.useFixture(mounts.SmallDisk(
+            os.path.join(self.dir, 'small'), '6m')).path
         self.update('update', '--to', '1', root=small)
         self.before = (self.state(small), stage.snapshots(small))
         # Compresses to almost nothing, needs 8 MiB on disk.
