@@ -6,7 +6,8 @@ unit-tested without a daemon.
 A Clear Container is not a PC.  On ``machine='microvm'`` libvirt passes
 ``-nodefaults -no-user-config``: no firmware (the kernel is loaded
 directly), no PCI bus, no USB, no graphics, no balloon.  Devices are
-virtio-mmio: the root disk, a random number generator; the console is the
+virtio-mmio: the root disk, network interfaces (virtio-net on a macvtap
+device), a random number generator; the console is the
 machine's one ISA serial port, written to a file by virtlogd.
 
 ``machine='q35'`` is kept for devices that need PCI (for example PCI
@@ -50,6 +51,10 @@ class BootConfig:
     config_drive_path: str = None
     # The nova-compute host owning the domain (several may share libvirtd).
     host: str = ''
+    # Network devices (nova_clear.vif.Interface) and the agent's network
+    # arguments (nova_clear.guest.network.cmdline_args).
+    interfaces: tuple = ()
+    network_args: tuple = ()
 
 
 def kernel_cmdline(instance, image_meta, boot):
@@ -66,6 +71,7 @@ def kernel_cmdline(instance, image_meta, boot):
     hostname = getattr(instance, 'hostname', None)
     if hostname:
         args.append('nova_clear.hostname=%s' % hostname)
+    args.extend(boot.network_args)
     if boot.cmdline_extra:
         args.append(boot.cmdline_extra.strip())
     props = image_meta.properties
@@ -103,6 +109,19 @@ def _disk(devices, boot, path, fmt, dev, readonly=False):
         # Shared by every instance of the image.
         _sub(disk, 'readonly')
     _mmio(disk, boot)
+
+
+def _interface(devices, boot, iface):
+    if iface.type != 'direct':
+        raise ValueError('unsupported interface type %r' % iface.type)
+    el = _sub(devices, 'interface', type='direct')
+    _sub(el, 'mac', address=iface.mac)
+    # libvirt creates the macvtap device on start and deletes it on stop.
+    _sub(el, 'source', dev=iface.source_dev, mode=iface.source_mode)
+    _sub(el, 'model', type='virtio')
+    if iface.mtu:
+        _sub(el, 'mtu', size=iface.mtu)
+    _mmio(el, boot)
 
 
 def _no_default_devices(devices):
@@ -179,6 +198,9 @@ def domain_xml(instance, flavor, image_meta, boot):
     if boot.config_drive_path:
         _disk(devices, boot, boot.config_drive_path, 'raw',
               'vdc' if boot.upper_disk_path else 'vdb', readonly=True)
+
+    for iface in boot.interfaces:
+        _interface(devices, boot, iface)
 
     serial = _sub(devices, 'serial', type='file')
     # append: the log survives reboots and restarts of QEMU; virtlogd

@@ -36,6 +36,7 @@ from nova_clear import conf as clear_conf
 from nova_clear import domain
 from nova_clear import exception as clear_exc
 from nova_clear.guest import assets as guest_assets
+from nova_clear.guest import network as guest_network
 from nova_clear import host as clear_host
 from nova_clear.i18n import _
 from nova_clear.images import container
@@ -43,6 +44,7 @@ from nova_clear.images import disk as disk_images
 from nova_clear.images import workload
 from nova_clear import privsep as clear_privsep
 from nova_clear import storage
+from nova_clear import vif as clear_vif
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -67,6 +69,9 @@ class ClearDriver(driver.ComputeDriver):
         'has_imagecache': True,
         'supports_evacuate': False,
         'supports_migrate_to_same_host': False,
+        # microvm has no bus that hot-plugs: virtio-mmio devices exist
+        # from boot to power-off, and the agent configures addresses once.
+        # Ports are chosen at server create; change them by rebuilding.
         'supports_attach_interface': False,
         'supports_device_tagging': False,
         'supports_tagged_attach_interface': False,
@@ -287,7 +292,7 @@ class ClearDriver(driver.ComputeDriver):
     def _files(self, instance):
         return storage.InstanceFiles(self.instances_path, instance.uuid)
 
-    def _boot_config(self, instance, files):
+    def _boot_config(self, instance, files, network_info=None):
         assets = self.assets.load()
         rootfs = files.rootfs_ref()
         return domain.BootConfig(
@@ -310,20 +315,77 @@ class ClearDriver(driver.ComputeDriver):
             qboot_firmware=CONF['clear'].qboot_firmware,
             cmdline_extra=CONF['clear'].kernel_cmdline_extra,
             host=CONF.host,
+            interfaces=self._interfaces(instance, network_info),
+            network_args=tuple(guest_network.cmdline_args(network_info)),
         )
 
-    def _define(self, instance, image_meta, files):
-        boot = self._boot_config(instance, files)
+    @staticmethod
+    def _interfaces(instance, network_info):
+        try:
+            ifaces = clear_vif.interfaces(network_info)
+            clear_vif.check_host(ifaces)
+        except clear_vif.VifError as e:
+            raise clear_exc.PortNotPluggable(name=instance.name, reason=e)
+        return ifaces
+
+    def _define(self, instance, image_meta, files, network_info=None):
+        boot = self._boot_config(instance, files, network_info)
+        try:
+            guest_network.check_length(
+                domain.kernel_cmdline(instance, image_meta, boot))
+        except guest_network.CommandLineTooLong as e:
+            raise clear_exc.PortNotPluggable(name=instance.name, reason=e)
         xml = domain.domain_xml(instance, instance.flavor, image_meta, boot)
         files.write_domain_xml(xml)
         return self.host.define(xml)
 
-    def _start(self, instance, dom, files):
+    def _start(self, instance, dom, files, paused=False):
         try:
-            dom.createWithFlags(0)
+            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED if paused
+                                else 0)
         except libvirt.libvirtError as e:
             raise clear_exc.ClearContainerStartFailed(
                 name=instance.name, reason=e.get_error_message())
+
+    def _start_plugged(self, instance, dom, files, network_info):
+        """Start the guest once Neutron reports its ports up.
+
+        As nova's libvirt driver does: the domain starts paused (libvirt
+        creates the macvtap devices, the host's Neutron agent sees them and
+        reports the ports up, Neutron tells Nova), and runs once every
+        ``network-vif-plugged`` event arrived, so the workload never starts
+        on a port that does not pass traffic yet.
+        """
+        timeout = CONF.vif_plugging_timeout
+        events = clear_vif.plug_events(network_info) if timeout else []
+        if not events:
+            self._start(instance, dom, files)
+            return
+
+        def failed(event_name, instance):
+            LOG.error('Neutron reported a failure for %s', event_name,
+                      instance=instance)
+            if CONF.vif_plugging_is_fatal:
+                raise clear_exc.VifPlugFailed(name=instance.name,
+                                              event=event_name)
+
+        t0 = time.monotonic()
+        try:
+            with self.virtapi.wait_for_instance_event(
+                    instance, events, timeout=timeout,
+                    error_callback=failed):
+                self._start(instance, dom, files, paused=True)
+        except exception.InstanceEventTimeout:
+            if CONF.vif_plugging_is_fatal:
+                raise clear_exc.VifPlugTimeout(
+                    name=instance.name, timeout=timeout, host=CONF.host,
+                    ports=', '.join(tag for _name, tag in events))
+            LOG.warning('Ports not reported up within %ds; starting the '
+                        'guest anyway (vif_plugging_is_fatal=False)',
+                        timeout, instance=instance)
+        LOG.debug('Ports reported up after %.2fs', time.monotonic() - t0,
+                  instance=instance)
+        dom.resume()
 
     def _ensure_disk(self, context, instance, image_meta, files):
         """The instance's disks: an overlay on a cached disk image, or a
@@ -388,10 +450,8 @@ class ClearDriver(driver.ComputeDriver):
         if driver.block_device_info_get_mapping(block_device_info):
             raise exception.InstanceDeployFailure(
                 reason=_('volumes are not supported by Clear Containers'))
-        if network_info:
-            raise exception.InstanceDeployFailure(
-                reason=_('Clear Containers do not plug network ports yet; '
-                         'boot with --nic none'))
+        # Refuse ports this host cannot plug before creating anything.
+        self._interfaces(instance, network_info)
         t0 = time.monotonic()
         files = self._files(instance)
         with _instance_lock(instance):
@@ -406,9 +466,10 @@ class ClearDriver(driver.ComputeDriver):
                 self._ensure_config_drive(context, instance, injected_files,
                                           admin_password, network_info,
                                           files)
-                dom = self._define(instance, image_meta, files)
+                dom = self._define(instance, image_meta, files,
+                                   network_info)
                 if power_on:
-                    self._start(instance, dom, files)
+                    self._start_plugged(instance, dom, files, network_info)
             except Exception:
                 with excutils.save_and_reraise_exception():
                     LOG.error('Spawning Clear Container failed; cleaning up',
@@ -450,8 +511,11 @@ class ClearDriver(driver.ComputeDriver):
                 self._files(instance).remove()
 
     # -- power --------------------------------------------------------------
-    def _restart(self, context, instance, dom=None):
-        """Stop (hard) and boot again from freshly generated XML."""
+    def _restart(self, context, instance, network_info, dom=None):
+        """Stop (hard) and boot again from freshly generated XML.
+
+        The ports stay bound and up: nothing to wait for from Neutron.
+        """
         files = self._files(instance)
         dom = dom or self.host.find(instance.uuid)
         if dom is not None:
@@ -461,7 +525,7 @@ class ClearDriver(driver.ComputeDriver):
                 dom.managedSaveRemove(0)
         image_meta = objects.ImageMeta.from_instance(instance)
         self._ensure_disk(context, instance, image_meta, files)
-        dom = self._define(instance, image_meta, files)
+        dom = self._define(instance, image_meta, files, network_info)
         self._start(instance, dom, files)
 
     def reboot(self, context, instance, network_info, reboot_type,
@@ -484,7 +548,7 @@ class ClearDriver(driver.ComputeDriver):
                 LOG.warning('Guest did not shut down within %ds; hard '
                             'reboot', CONF['clear'].soft_reboot_timeout,
                             instance=instance)
-            self._restart(context, instance, dom)
+            self._restart(context, instance, network_info, dom)
             LOG.info('Hard reboot done', instance=instance)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
@@ -514,7 +578,7 @@ class ClearDriver(driver.ComputeDriver):
             dom = self.host.lookup(instance.uuid)
             if dom.isActive():
                 return
-            self._restart(context, instance, dom)
+            self._restart(context, instance, network_info, dom)
 
     def pause(self, instance):
         with _instance_lock(instance):
@@ -542,7 +606,7 @@ class ClearDriver(driver.ComputeDriver):
         with _instance_lock(instance):
             dom = self.host.find(instance.uuid)
             if dom is None or not dom.isActive():
-                self._restart(context, instance, dom)
+                self._restart(context, instance, network_info, dom)
 
     # -- image cache ----------------------------------------------------------
     def manage_image_cache(self, context, all_instances):
@@ -571,12 +635,14 @@ class ClearDriver(driver.ComputeDriver):
             raise exception.ConsoleNotAvailable()
         return files.console_tail(CONF['clear'].console_log_max_bytes)
 
-    # -- networking (a later release plugs Neutron ports) ------------------
+    # -- networking ---------------------------------------------------------
+    # macvtap ports need nothing on the host before the domain starts:
+    # libvirt creates the macvtap device from the domain's <interface
+    # type='direct'> and deletes it when QEMU exits.  Nova calls these on
+    # host start-up and around operations; they only check that the ports
+    # are ones this host can plug.
     def plug_vifs(self, instance, network_info):
-        if network_info:
-            LOG.warning('Clear Containers do not plug network ports yet; '
-                        'ignoring %d port(s)', len(network_info),
-                        instance=instance)
+        self._interfaces(instance, network_info)
 
     def unplug_vifs(self, instance, network_info):
         pass

@@ -17,3 +17,18 @@ class GuestAssetsInvalid(exception.NovaException):
 
 class ClearContainerStartFailed(exception.InstanceDeployFailure):
     msg_fmt = _('Clear Container %(name)s did not start: %(reason)s')
+
+
+class PortNotPluggable(exception.InstanceDeployFailure):
+    msg_fmt = _('Cannot plug the network ports of %(name)s: %(reason)s')
+
+
+class VifPlugTimeout(exception.InstanceDeployFailure):
+    msg_fmt = _('Neutron did not report port(s) %(ports)s of %(name)s up '
+                'within %(timeout)ds (vif_plugging_timeout); is the Neutron '
+                'agent of host %(host)s running?')
+
+
+class VifPlugFailed(exception.InstanceDeployFailure):
+    msg_fmt = _('Neutron reported a failure plugging a port of %(name)s '
+                '(%(event)s)')

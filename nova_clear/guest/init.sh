@@ -15,6 +15,10 @@
 #                               workdir,user}) and the overlay upper layer
 #   nova_clear.configdrive=DEV  Nova's config drive; container workloads
 #                               find it at /.nova-clear/config-drive
+#   nova_clear.if=MAC,MTU       a network interface (virtio-net), by MAC
+#   nova_clear.ip=MAC,ADDR/LEN  a fixed address of that interface
+#   nova_clear.rt=MAC,NET/LEN,GW  a route (0.0.0.0/0, ::/0: the gateway)
+#   nova_clear.dns=ADDR         a name server (container: /etc/resolv.conf)
 #   nova_clear.debug=1          shell trace
 #
 # Exit contract: a workload command runs as a child of this agent; when it
@@ -37,6 +41,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
 UUID=unknown HOSTNAME_ARG= ROOTDEV=/dev/vda WORKLOAD= DEBUG= PROBE= MODE= CONFIGDRIVE=
+NET_IF= NET_IP= NET_RT= NET_DNS=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         nova_clear.uuid=*) UUID=${arg#*=} ;;
@@ -46,6 +51,10 @@ for arg in $(cat /proc/cmdline); do
         nova_clear.probe=1) PROBE=1 ;;
         nova_clear.mode=*) MODE=${arg#*=} ;;
         nova_clear.configdrive=*) CONFIGDRIVE=${arg#*=} ;;
+        nova_clear.if=*) NET_IF="$NET_IF ${arg#*=}" ;;
+        nova_clear.ip=*) NET_IP="$NET_IP ${arg#*=}" ;;
+        nova_clear.rt=*) NET_RT="$NET_RT ${arg#*=}" ;;
+        nova_clear.dns=*) NET_DNS="$NET_DNS ${arg#*=}" ;;
         init=*) WORKLOAD=${arg#*=} ;;
         --) break ;;
     esac
@@ -75,6 +84,70 @@ printf '#!/bin/sh\necho "nova-clear: power button, stopping workload" > /dev/con
 chmod 755 /etc/acpi/PWRF/00000080
 
 [ -n "$HOSTNAME_ARG" ] && hostname "$HOSTNAME_ARG"
+
+# The interface holding MAC (virtio-mmio probing is asynchronous).
+iface_of() {
+    i=0
+    while [ $i -lt 100 ]; do
+        for d in /sys/class/net/*; do
+            [ "$(cat "$d/address" 2>/dev/null)" = "$1" ] && { echo "${d##*/}"; return 0; }
+        done
+        usleep 50000; i=$((i + 1))
+    done
+    return 1
+}
+
+# Static configuration from Nova's network metadata: no DHCP, no waiting.
+configure_network() {
+    ip link set lo up
+    [ -n "$NET_IF" ] || return 0
+    for spec in $NET_IF; do
+        mac=${spec%%,*} mtu=${spec#*,}
+        dev=$(iface_of "$mac") || die "no network interface with MAC $mac"
+        [ -n "$mtu" ] && { ip link set dev "$dev" mtu "$mtu" || die "cannot set MTU $mtu on $dev"; }
+        ip link set dev "$dev" up || die "cannot bring $dev up"
+        addrs=
+        for a in $NET_IP; do
+            [ "${a%%,*}" = "$mac" ] || continue
+            addr=${a#*,}
+            case $addr in
+                *:*) if [ -e /proc/sys/net/ipv6 ]; then
+                         ip -6 addr add "$addr" dev "$dev" nodad || die "cannot add $addr to $dev"
+                     else
+                         say "warning: the guest kernel has no IPv6; $addr not configured"; continue
+                     fi ;;
+                *) ip addr add "$addr" dev "$dev" || die "cannot add $addr to $dev" ;;
+            esac
+            addrs="$addrs $addr"
+        done
+        say "network $dev $mac mtu ${mtu:-default}${addrs:- no address}"
+    done
+    metric=0
+    for r in $NET_RT; do
+        mac=${r%%,*} rest=${r#*,}
+        dst=${rest%%,*} via=${rest#*,}
+        dev=$(iface_of "$mac") || continue
+        case $dst in
+            *:*) [ -e /proc/sys/net/ipv6 ] || continue; fam=-6 ;;
+            *) fam=-4 ;;
+        esac
+        case $dst in 0.0.0.0/0|::/0) dst=default; metric=$((metric + 1)) ;; esac
+        # one default route per interface, the first interface's preferred
+        ip $fam route add "$dst" via "$via" dev "$dev" metric $metric ||
+            say "warning: cannot add route $dst via $via dev $dev"
+    done
+}
+
+# Name servers for the root filesystem about to run (container images get
+# theirs in the overlay's upper layer; the image stays untouched).
+write_resolv_conf() {
+    [ -n "$NET_DNS" ] && [ -d "$1/etc" ] && [ ! -L "$1/etc/resolv.conf" ] || return 0
+    : > "$1/etc/resolv.conf.nova-clear"
+    for a in $NET_DNS; do echo "nameserver $a" >> "$1/etc/resolv.conf.nova-clear"; done
+    mv "$1/etc/resolv.conf.nova-clear" "$1/etc/resolv.conf"
+}
+
+configure_network
 
 wait_disk() {
     # virtio-mmio probing is asynchronous.
@@ -155,6 +228,7 @@ fi
 
 [ -n "$HOSTNAME_ARG" ] && [ -d /newroot/etc ] && \
     echo "$HOSTNAME_ARG" > /newroot/etc/hostname 2>/dev/null
+write_resolv_conf /newroot
 read -r up _ < /proc/uptime
 say "ready $UUID $up"
 

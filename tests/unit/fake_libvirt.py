@@ -60,7 +60,9 @@ class FakeDomain:
         if self.fail_start or self.conn.fail_start:
             raise _error(libvirt.VIR_ERR_INTERNAL_ERROR,
                          self.fail_start or self.conn.fail_start)
-        self.st = libvirt.VIR_DOMAIN_RUNNING
+        self.st = (libvirt.VIR_DOMAIN_PAUSED
+                   if flags & libvirt.VIR_DOMAIN_START_PAUSED
+                   else libvirt.VIR_DOMAIN_RUNNING)
         self.saved = False
 
     def destroyFlags(self, flags):

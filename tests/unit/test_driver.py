@@ -217,10 +217,8 @@ class TestDriver(DriverTestCase):
         self.assertEqual({}, self.conn.domains)
         self.assertFalse(os.path.exists(self.inst_dir(inst)))
 
-    def test_spawn_refuses_networks_and_volumes(self):
+    def test_spawn_refuses_volumes(self):
         inst = self.instance()
-        self.assertRaises(exception.InstanceDeployFailure, self.spawn, inst,
-                          network_info=[{'id': 'port'}])
         self.assertRaises(
             exception.InstanceDeployFailure, self.spawn, inst,
             block_device_info={'block_device_mapping': [{'x': 1}]})
