@@ -119,8 +119,9 @@ def _interface(devices, boot, iface):
     # libvirt creates the macvtap device on start and deletes it on stop.
     _sub(el, 'source', dev=iface.source_dev, mode=iface.source_mode)
     _sub(el, 'model', type='virtio')
-    if iface.mtu:
-        _sub(el, 'mtu', size=iface.mtu)
+    # No <mtu>: libvirt refuses it on type='direct' ("not supported yet");
+    # the macvtap device takes its lower device's MTU and the agent sets
+    # the network's MTU inside the guest (nova_clear.if=MAC,MTU).
     _mmio(el, boot)
 
 

@@ -1,0 +1,76 @@
+"""A provider network on this machine, for tests: a veth pair whose root
+end is the macvtap lower device and whose peer lives in a network namespace
+with the network's gateway address (it stands in for the router and for a
+client).  Only addresses inside that namespace and the guests are used."""
+
+import subprocess
+import sys
+import time
+import uuid
+
+import fixtures
+
+
+def _ip(*args, check=True):
+    return subprocess.run(('ip',) + args, check=check, capture_output=True,
+                          text=True).stdout
+
+
+class ProviderNetwork(fixtures.Fixture):
+
+    def __init__(self, prefix='10.79.0'):
+        super().__init__()
+        self.prefix = prefix
+        self.gateway = '%s.1' % prefix
+
+    def _setUp(self):
+        tag = uuid.uuid4().hex[:8]
+        self.lower = 'ncp%s' % tag          # root namespace, no address
+        peer = 'ncq%s' % tag
+        self.netns = 'nova-clear-ft-%s' % tag
+        _ip('netns', 'add', self.netns)
+        self.addCleanup(_ip, 'netns', 'del', self.netns, check=False)
+        _ip('link', 'add', self.lower, 'type', 'veth', 'peer', 'name', peer)
+        # deleting the root end deletes the peer and any macvtap on it
+        self.addCleanup(_ip, 'link', 'del', self.lower, check=False)
+        _ip('link', 'set', peer, 'netns', self.netns)
+        _ip('link', 'set', self.lower, 'up')
+        _ip('-n', self.netns, 'addr', 'add', '%s/24' % self.gateway,
+            'dev', peer)
+        _ip('-n', self.netns, 'link', 'set', peer, 'up')
+        _ip('-n', self.netns, 'link', 'set', 'lo', 'up')
+
+    def address(self, n):
+        return '%s.%d' % (self.prefix, n)
+
+    def run(self, *cmd, timeout=30):
+        """Run ``cmd`` inside the namespace."""
+        return subprocess.run(('ip', 'netns', 'exec', self.netns) + cmd,
+                              capture_output=True, text=True,
+                              timeout=timeout)
+
+    def http_get(self, url, deadline=120):
+        """GET ``url`` from inside the namespace until it answers (Python's
+        urllib: Debian's busybox 1.35 wget crashes with -T)."""
+        end = time.monotonic() + deadline
+        last = None
+        script = ('import sys, urllib.request; sys.stdout.write(urllib.'
+                  'request.urlopen(sys.argv[1], timeout=3).read().decode())')
+        while time.monotonic() < end:
+            last = self.run(sys.executable, '-c', script, url)
+            if last.returncode == 0:
+                return last.stdout
+            time.sleep(0.5)
+        raise AssertionError('%s did not answer from %s within %ds: %s'
+                             % (url, self.netns, deadline,
+                                last and last.stderr))
+
+
+def macvtaps_with(macs):
+    """Host macvtap devices carrying any of ``macs``."""
+    found = []
+    for line in _ip('-o', 'link', 'show', 'type', 'macvtap').splitlines():
+        for mac in macs:
+            if mac.lower() in line.lower():
+                found.append(line.split(':')[1].strip())
+    return found
