@@ -129,6 +129,12 @@ class ClearDriver(driver.ComputeDriver):
     def init_host(self, host):
         """Check the guest assets, connect to libvirt, pick KVM or TCG."""
         assets = self.assets.load()
+        if not guest_assets.agent_is_current(self.assets.path):
+            LOG.warning('The guest assets in %s were built with another '
+                        'version of the nova-clear agent: guests may lack '
+                        'what this driver passes them (for example their '
+                        'network configuration). Rebuild them with '
+                        'nova-clear-build-guest.', self.assets.path)
         os.makedirs(self.instances_path, exist_ok=True)
         os.makedirs(self.image_cache.path, exist_ok=True)
         self.host.initialize()

@@ -51,10 +51,27 @@ def sha256_file(path, bufsize=1 << 20):
     return digest.hexdigest()
 
 
+def agent_sha256():
+    """sha256 of the agent (guest/init.sh) this package carries."""
+    with open(os.path.join(os.path.dirname(__file__), 'init.sh'), 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def agent_is_current(path):
+    """True if the assets in ``path`` were built with this package's
+    agent (an upgrade of nova-clear needs nova-clear-build-guest again)."""
+    try:
+        with open(os.path.join(path, MANIFEST)) as f:
+            return json.load(f).get('agent_sha256') == agent_sha256()
+    except (OSError, ValueError):
+        return False
+
+
 def write_manifest(path, kernel_file, initrd_file, kernel_release, acpi,
-                   virtio_mmio_cmdline):
+                   virtio_mmio_cmdline, agent=None):
     """Record checksums of the assets in ``path`` (used by the builder)."""
     manifest = {
+        'agent_sha256': agent or agent_sha256(),
         'format': FORMAT,
         'kernel': {'file': kernel_file,
                    'sha256': sha256_file(os.path.join(path, kernel_file)),

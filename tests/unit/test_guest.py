@@ -127,6 +127,16 @@ class TestAssetStore(testtools.TestCase):
         self.assertEqual(hashlib.sha256(b'kernel').hexdigest(),
                          m['kernel']['sha256'])
 
+    def test_agent_version_recorded(self):
+        self.assertTrue(assets.agent_is_current(self.dir))
+        self.assertEqual(hashlib.sha256(build.init_script()).hexdigest(),
+                         assets.agent_sha256())
+        assets.write_manifest(self.dir, 'vmlinuz', 'initrd.img', '6.1-test',
+                              acpi=True, virtio_mmio_cmdline=False,
+                              agent='0' * 64)
+        self.assertFalse(assets.agent_is_current(self.dir))
+        self.assertFalse(assets.agent_is_current(self.dir + '-missing'))
+
     def _fails(self, text):
         err = self.assertRaises(clear_exc.GuestAssetsInvalid,
                                 assets.AssetStore(self.dir).load)
