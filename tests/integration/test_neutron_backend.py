@@ -6,6 +6,7 @@ for the one libvirt makes for a guest.
 """
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -92,9 +93,12 @@ class TestNeutronBackend(base.IntegrationTestCase):
         libvirt makes such a device (macvtapN, the port's MAC, on the
         macvtap_source) for <interface type='direct'>; the agent reports
         it up and Neutron sets the port ACTIVE, which is when it sends nova
-        network-vif-plugged.
+        network-vif-plugged.  Here the port's device is no server, so
+        nova answers that event with 404 -- which shows that neutron
+        reached nova's API with the nova user's credentials.
         """
-        port = self.port(self.net['network_id'])
+        server_id = str(uuid.uuid4())
+        port = self.port(self.net['network_id'], device_id=server_id)
         dev = 'macvtap%d' % (900 + uuid.uuid4().int % 99)
         ip('link', 'add', 'link', self.net['physical_interface'], 'name',
            dev, 'address', port.mac_address, 'type', 'macvtap', 'mode',
@@ -111,6 +115,19 @@ class TestNeutronBackend(base.IntegrationTestCase):
                 self.fail('port with a macvtap device still %s after 30s'
                           % status)
             time.sleep(0.2)
+        log = os.path.join(self.state['logs'], 'neutron-rpc-server.log')
+        deadline = time.monotonic() + 30
+        while True:
+            with open(log, errors='replace') as f:
+                events = [line for line in f if server_id in line and
+                          'network-vif-plugged' in line]
+            if events:
+                break
+            if time.monotonic() > deadline:
+                self.fail('neutron sent nova no network-vif-plugged for '
+                          '%s in 30s (%s)' % (server_id, log))
+            time.sleep(0.5)
+        self.assertIn("'code': 404", events[0])
         ip('link', 'del', dev)
         deadline = time.monotonic() + 30
         while self.conn.network.get_port(port.id).status != 'DOWN':
