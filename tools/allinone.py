@@ -5,6 +5,11 @@ venv first).  Every service runs in the background on 127.0.0.1, started
 by this program in its own process group; ``stop`` ends exactly those, by
 the PIDs recorded in ``$AIO_HOME/run``.  Logs: ``$AIO_HOME/logs``.
 
+Guest networking: Neutron's ML2 macvtap driver and the macvtap agent on
+the veth ``clearphys0`` (physnet ``clearnet``); its peer holds the gateway
+10.77.0.1 in the netns ``nova-clear-provider`` (see "Networking" in
+doc/source/allinone.rst).
+
 Subcommands: ``up`` (start + bootstrap + demo boot), ``start`` (start +
 bootstrap, no demo), ``boot`` (the demo: one or more servers through the
 API, timed), ``status``, ``stop``, ``restart SERVICE``.
@@ -420,10 +425,11 @@ def provider_host_down():
         return
     # macvtap devices of guests still running sit on PHYS_IF: deleting it
     # would take their network away
-    lower = _ip_json('-d', 'link', 'show')
-    phys = [d.get('ifindex') for d in lower if d.get('ifname') == PHYS_IF]
-    users = [d['ifname'] for d in lower
-             if phys and d.get('link_index') == phys[0] and
+    links = _ip_json('-d', 'link', 'show')
+    phys = [d for d in links if d.get('ifname') == PHYS_IF]
+    # ip names the lower device ("link") in the same namespace
+    users = [d['ifname'] for d in links
+             if d.get('link') == PHYS_IF and
              d.get('linkinfo', {}).get('info_kind') in ('macvtap', 'macvlan')]
     if users:
         say('leaving %s and %s: guests still use it (%s)' % (
