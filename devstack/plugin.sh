@@ -6,11 +6,14 @@
 #   stack install       pip install of nova-clear (regular, not editable:
 #                       its nova/virt/clear shim must land in nova's tree)
 #   stack post-config   compute_driver and [clear] into $NOVA_CONF, through
-#                       nova-clear-configure (the all-in-one's code too)
+#                       nova-clear-configure (the all-in-one's code too);
+#                       with Q_AGENT=macvtap: the provider veth pair and
+#                       the macvtap agent's settings
 #   stack extra         guest kernel + agent initramfs, sample images,
-#                       flavors
+#                       flavors; the provider network (Q_AGENT=macvtap)
 #   stack test-config   tempest: images, flavors, feature flags
-#   unstack             destroy leftover Clear Container domains
+#   unstack             destroy leftover Clear Container domains; remove
+#                       the provider veth pair and namespace
 #   clean               remove the guest assets and the image cache
 #
 # Sourced by devstack with the phase as arguments; sourced without
@@ -128,6 +131,71 @@ function configure_tempest_for_nova_clear {
     done
 }
 
+# -- guest networking: Neutron ML2 macvtap + neutron-macvtap-agent ---------
+
+# the L2 agent devstack runs (Q_AGENT, or NEUTRON_AGENT in newer devstack)
+function nova_clear_uses_macvtap {
+    [[ ${NEUTRON_AGENT:-${Q_AGENT:-}} == macvtap ]]
+}
+
+# The veth pair standing in for the provider network's wire:
+# $NOVA_CLEAR_MACVTAP_INTERFACE in the root namespace (up, no address),
+# its peer with the gateway address in $NOVA_CLEAR_PROVIDER_NETNS.
+function nova_clear_provider_veth {
+    local dev=$NOVA_CLEAR_MACVTAP_INTERFACE ns=$NOVA_CLEAR_PROVIDER_NETNS
+    local peer=$NOVA_CLEAR_PROVIDER_PEER
+    if ip link show "$dev" >/dev/null 2>&1; then
+        return 0
+    fi
+    if ! sudo ip netns list | grep -qw "^$ns"; then
+        sudo ip netns add "$ns"
+    fi
+    sudo ip link add "$dev" type veth peer name "$peer" netns "$ns"
+    sudo ip link set dev "$dev" addrgenmode none
+    sudo ip link set dev "$dev" up
+    sudo ip -n "$ns" link set dev lo up
+    sudo ip -n "$ns" addr add \
+        "$NOVA_CLEAR_NETWORK_GATEWAY/${NOVA_CLEAR_NETWORK_CIDR#*/}" dev "$peer"
+    sudo ip -n "$ns" link set dev "$peer" up
+}
+
+function nova_clear_remove_provider_veth {
+    sudo ip link del "$NOVA_CLEAR_MACVTAP_INTERFACE" 2>/dev/null || true
+    sudo ip netns del "$NOVA_CLEAR_PROVIDER_NETNS" 2>/dev/null || true
+}
+
+# The macvtap agent's settings, in the file devstack starts it with
+# ($NEUTRON_CORE_PLUGIN_CONF, after $NEUTRON_CONF).  neutron's own devstack
+# plugin (lib/macvtap_agent) sets firewall_driver = noop and AGENT_BINARY;
+# AGENT_BINARY becomes nova-clear's launcher (tools/macvtap_agent.py),
+# which keeps neutron 29's agent from hanging on privsep in its worker.
+function configure_nova_clear_macvtap_agent {
+    local conf=${1:-/$NEUTRON_CORE_PLUGIN_CONF}
+    iniset "$conf" macvtap physical_interface_mappings \
+        "$NOVA_CLEAR_PHYSICAL_NETWORK:$NOVA_CLEAR_MACVTAP_INTERFACE"
+    iniset "$conf" securitygroup firewall_driver noop
+    iniset "$conf" agent polling_interval 1
+    # shellcheck disable=SC2034 # devstack's start_l2_agent runs it
+    AGENT_BINARY="${NEUTRON_BIN_DIR:+$NEUTRON_BIN_DIR/}python3 $NOVA_CLEAR_DIR/tools/macvtap_agent.py"
+}
+
+function create_nova_clear_network {
+    if ! nova_clear_openstack network show "$NOVA_CLEAR_NETWORK" >/dev/null 2>&1; then
+        nova_clear_openstack network create --share \
+            --provider-network-type flat \
+            --provider-physical-network "$NOVA_CLEAR_PHYSICAL_NETWORK" \
+            "$NOVA_CLEAR_NETWORK"
+    fi
+    if ! nova_clear_openstack subnet show "$NOVA_CLEAR_SUBNET" >/dev/null 2>&1; then
+        nova_clear_openstack subnet create --network "$NOVA_CLEAR_NETWORK" \
+            --subnet-range "$NOVA_CLEAR_NETWORK_CIDR" \
+            --gateway "$NOVA_CLEAR_NETWORK_GATEWAY" \
+            --allocation-pool "$NOVA_CLEAR_NETWORK_POOL" --no-dhcp \
+            --dns-nameserver "$NOVA_CLEAR_NETWORK_GATEWAY" \
+            "$NOVA_CLEAR_SUBNET"
+    fi
+}
+
 # Clear Container domains left on this libvirtd after nova stopped
 function cleanup_nova_clear_domains {
     local dom
@@ -155,10 +223,21 @@ if [[ $# -gt 0 ]] && is_service_enabled n-cpu; then
     elif [[ $1 == stack && $2 == post-config ]]; then
         echo_summary "nova-clear: compute_driver = clear.ClearDriver"
         configure_nova_clear "$NOVA_CONF"
+        if nova_clear_uses_macvtap; then
+            echo_summary "nova-clear: macvtap agent on $NOVA_CLEAR_MACVTAP_INTERFACE"
+            if [[ $NOVA_CLEAR_PROVIDER_VETH == True ]]; then
+                nova_clear_provider_veth
+            fi
+            configure_nova_clear_macvtap_agent "/$NEUTRON_CORE_PLUGIN_CONF"
+        fi
     elif [[ $1 == stack && $2 == extra ]]; then
         echo_summary "nova-clear: guest assets, sample images, flavors"
         build_nova_clear_guest
         create_nova_clear_images_and_flavors
+        if nova_clear_uses_macvtap; then
+            echo_summary "nova-clear: provider network $NOVA_CLEAR_NETWORK"
+            create_nova_clear_network
+        fi
     elif [[ $1 == stack && $2 == test-config ]]; then
         if is_service_enabled tempest; then
             echo_summary "nova-clear: configuring tempest"
@@ -167,6 +246,9 @@ if [[ $# -gt 0 ]] && is_service_enabled n-cpu; then
     fi
     if [[ $1 == unstack ]]; then
         cleanup_nova_clear_domains
+        if nova_clear_uses_macvtap && [[ $NOVA_CLEAR_PROVIDER_VETH == True ]]; then
+            nova_clear_remove_provider_veth
+        fi
     fi
     if [[ $1 == clean ]]; then
         cleanup_nova_clear

@@ -5,6 +5,11 @@ venv first).  Every service runs in the background on 127.0.0.1, started
 by this program in its own process group; ``stop`` ends exactly those, by
 the PIDs recorded in ``$AIO_HOME/run``.  Logs: ``$AIO_HOME/logs``.
 
+Guest networking: Neutron's ML2 macvtap driver and the macvtap agent on
+the veth ``clearphys0`` (physnet ``clearnet``); its peer holds the gateway
+10.77.0.1 in the netns ``nova-clear-provider`` (see "Networking" in
+doc/source/allinone.rst).
+
 Subcommands: ``up`` (start + bootstrap + demo boot), ``start`` (start +
 bootstrap, no demo), ``boot`` (the demo: one or more servers through the
 API, timed), ``status``, ``stop``, ``restart SERVICE``.
@@ -69,12 +74,33 @@ CONFIG_FILES = {
     'nova-api': ['nova/nova.conf', 'nova/api-paste.ini'],
     'nova-conductor': ['nova/nova-services.conf'],
     'nova-scheduler': ['nova/nova-services.conf'],
+    'neutron-rpc-server': ['neutron/neutron.conf',
+                           'neutron/plugins/ml2/ml2_conf.ini'],
+    'neutron-macvtap-agent': ['neutron/neutron.conf',
+                              'neutron/plugins/ml2/macvtap_agent.ini'],
     'nova-compute': ['nova/nova-cpu.conf'],
 }
 # start order; stop goes the other way
 SERVICES = ['mariadb', 'epmd', 'rabbitmq', 'keystone', 'glance',
-            'placement', 'neutron', 'nova-api', 'nova-conductor',
+            'placement', 'neutron', 'neutron-rpc-server',
+            'neutron-macvtap-agent', 'nova-api', 'nova-conductor',
             'nova-scheduler', 'nova-compute']
+# Guest networking: Neutron's macvtap ML2 mechanism driver and agent.  The
+# host side is a veth pair: PHYS_IF stays in the root namespace, up and
+# without an address, as the macvtap lower device of physical network
+# PHYSNET; its peer sits in the namespace PROVIDER_NETNS with the gateway
+# address (it stands in for the provider network's router and a client).
+# The driver and the integration tests rely on these names.
+PHYSNET = 'clearnet'
+PHYS_IF = 'clearphys0'
+PEER_IF = 'clearpeer0'
+PROVIDER_NETNS = 'nova-clear-provider'
+NETWORK = 'clear-net'
+SUBNET = 'clear-subnet'
+SUBNET_CIDR = '10.77.0.0/24'
+GATEWAY = '10.77.0.1'
+POOL = ('10.77.0.10', '10.77.0.250')
+MACVTAP_AGENT_TYPE = 'Macvtap agent'
 FLAVORS = {
     # name: (ram MiB, vcpus, disk GB, extra specs)
     'clear.tiny': (128, 1, 1, {}),
@@ -285,6 +311,140 @@ def ensure_alive(name, seconds=0):
         time.sleep(0.2)
 
 
+# -- host networking ---------------------------------------------------------
+
+def _ip(*args, ns=None, check=True):
+    cmd = ['ip'] + (['-n', ns] if ns else []) + list(args)
+    return run(cmd, 'network', check=check)
+
+
+def _ip_json(*args, ns=None):
+    cmd = ['ip'] + (['-n', ns] if ns else []) + ['-j'] + list(args)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        return []
+    try:
+        return json.loads(proc.stdout or '[]')
+    except ValueError:
+        return []
+
+
+def _netns_exists():
+    return os.path.exists(os.path.join('/run/netns', PROVIDER_NETNS))
+
+
+def provider_host_problem():
+    """Why the veth pair/namespace is not as we make it (None: it is)."""
+    if not _netns_exists():
+        return 'no network namespace %s' % PROVIDER_NETNS
+    phys = _ip_json('-d', 'addr', 'show', 'dev', PHYS_IF)
+    if not phys:
+        return 'no %s' % PHYS_IF
+    phys = phys[0]
+    if phys.get('linkinfo', {}).get('info_kind') != 'veth':
+        return '%s is not a veth' % PHYS_IF
+    if 'UP' not in phys.get('flags', ()):
+        return '%s is down' % PHYS_IF
+    if any(a.get('family') == 'inet' for a in phys.get('addr_info', ())):
+        return '%s has an IPv4 address' % PHYS_IF
+    peer = _ip_json('-d', 'addr', 'show', 'dev', PEER_IF, ns=PROVIDER_NETNS)
+    if not peer:
+        return 'no %s in %s' % (PEER_IF, PROVIDER_NETNS)
+    peer = peer[0]
+    if peer.get('ifindex') != phys.get('link_index') or \
+            peer.get('link_index') != phys.get('ifindex'):
+        return '%s is not the peer of %s' % (PEER_IF, PHYS_IF)
+    if 'UP' not in peer.get('flags', ()):
+        return '%s is down' % PEER_IF
+    if not any(a.get('local') == GATEWAY and a.get('prefixlen') ==
+               int(SUBNET_CIDR.split('/')[1])
+               for a in peer.get('addr_info', ())):
+        return '%s has not %s/%s' % (PEER_IF, GATEWAY,
+                                     SUBNET_CIDR.split('/')[1])
+    lo = _ip_json('link', 'show', 'dev', 'lo', ns=PROVIDER_NETNS)
+    if not lo or 'UP' not in lo[0].get('flags', ()):
+        return 'lo is down in %s' % PROVIDER_NETNS
+    return None
+
+
+def provider_host_up():
+    """The macvtap lower device and the provider namespace (idempotent).
+
+    ``PHYS_IF`` (root namespace, up, no address) is the macvtap agent's
+    physical interface for ``PHYSNET``; its veth peer ``PEER_IF`` lives in
+    ``PROVIDER_NETNS`` with the gateway address.  Reused when it has that
+    shape, made again when not.
+    """
+    problem = provider_host_problem()
+    state = load_state()
+    net = state.get('network') or {}
+    if problem is None:
+        created = net.get('host_created', False)
+    else:
+        if _ip_json('link', 'show', 'dev', PHYS_IF) or _netns_exists():
+            say('provider network on the host: %s; making it again'
+                % problem)
+        if _ip_json('link', 'show', 'dev', PHYS_IF):
+            _ip('link', 'del', 'dev', PHYS_IF)
+        if _netns_exists():
+            _ip('netns', 'del', PROVIDER_NETNS)
+        _ip('netns', 'add', PROVIDER_NETNS)
+        _ip('link', 'add', PHYS_IF, 'type', 'veth', 'peer', 'name', PEER_IF,
+            'netns', PROVIDER_NETNS)
+        # no address at all, not even an IPv6 link-local one
+        _ip('link', 'set', 'dev', PHYS_IF, 'addrgenmode', 'none')
+        _ip('link', 'set', 'dev', PHYS_IF, 'up')
+        _ip('link', 'set', 'dev', 'lo', 'up', ns=PROVIDER_NETNS)
+        _ip('addr', 'add', '%s/%s' % (GATEWAY, SUBNET_CIDR.split('/')[1]),
+            'dev', PEER_IF, ns=PROVIDER_NETNS)
+        _ip('link', 'set', 'dev', PEER_IF, 'up', ns=PROVIDER_NETNS)
+        problem = provider_host_problem()
+        if problem:
+            raise Failure('provider network on the host: %s' % problem,
+                          log_path('network'))
+        created = True
+    state = load_state()
+    state['network'] = dict(state.get('network') or {}, **network_names())
+    state['network']['host_created'] = created
+    save_state(state)
+
+
+def network_names():
+    return {'physnet': PHYSNET, 'physical_interface': PHYS_IF,
+            'peer_interface': PEER_IF, 'netns': PROVIDER_NETNS,
+            'network': NETWORK, 'subnet': SUBNET, 'cidr': SUBNET_CIDR,
+            'gateway': GATEWAY, 'allocation_pool': list(POOL),
+            'macvtap_mode': 'bridge'}
+
+
+def provider_host_down():
+    """Remove the veth pair and namespace, if this tool made them."""
+    state = load_state()
+    net = state.get('network') or {}
+    if not net.get('host_created'):
+        return
+    # macvtap devices of guests still running sit on PHYS_IF: deleting it
+    # would take their network away
+    links = _ip_json('-d', 'link', 'show')
+    phys = [d for d in links if d.get('ifname') == PHYS_IF]
+    # ip names the lower device ("link") in the same namespace
+    users = [d['ifname'] for d in links
+             if d.get('link') == PHYS_IF and
+             d.get('linkinfo', {}).get('info_kind') in ('macvtap', 'macvlan')]
+    if users:
+        say('leaving %s and %s: guests still use it (%s)' % (
+            PHYS_IF, PROVIDER_NETNS, ', '.join(users)))
+        return
+    if phys:
+        _ip('link', 'del', 'dev', PHYS_IF)
+    if _netns_exists():
+        _ip('netns', 'del', PROVIDER_NETNS)
+    net['host_created'] = False
+    state['network'] = net
+    save_state(state)
+    say('removed %s and the namespace %s' % (PHYS_IF, PROVIDER_NETNS))
+
+
 # -- configuration -----------------------------------------------------------
 
 def write_ini(path, sections):
@@ -410,20 +570,56 @@ def _write_configs(pw):
                     'core_plugin': 'ml2', 'service_plugins': '',
                     'auth_strategy': 'keystone',
                     'transport_url': rabbit_url(),
-                    'notify_nova_on_port_status_changes': 'false',
-                    'notify_nova_on_port_data_changes': 'false',
+                    # port status changes (the macvtap agent reporting
+                    # a guest's device up) become nova's
+                    # network-vif-plugged events, sent in batches every
+                    # send_events_interval seconds (default 2, min 1)
+                    'notify_nova_on_port_status_changes': 'true',
+                    'notify_nova_on_port_data_changes': 'true',
+                    'send_events_interval': '1',
+                    # neutron-rpc-server: one worker, which also takes the
+                    # agent's state reports (no extra process for them)
+                    'rpc_workers': '1', 'rpc_state_report_workers': '0',
                     'api_paste_config':
                         os.path.join(neutron_dir, 'api-paste.ini'),
                     'state_path': os.path.join(DATA, 'neutron')},
         'database': {'connection': mysql_url('neutron', pw)},
         'keystone_authtoken': authtoken('neutron', pw['neutron']),
+        # the events go to nova's API as the nova service user
+        'nova': dict(ks_auth('nova', pw['nova']), endpoint_type='public'),
         'oslo_concurrency': {'lock_path': lock},
         'agent': {'root_helper': ''},
     })
     write_ini(os.path.join(neutron_dir, 'plugins', 'ml2', 'ml2_conf.ini'), {
+        # flat provider networks bound by the macvtap agent; "local"
+        # stays the project network type (such ports do not bind)
         'ml2': {'type_drivers': 'flat,local', 'tenant_network_types': 'local',
-                'mechanism_drivers': '', 'extension_drivers': ''},
+                'mechanism_drivers': 'macvtap', 'extension_drivers': ''},
+        # any physical network name is accepted: one that no agent maps
+        # makes a port binding fail (the integration tests provoke that)
+        'ml2_type_flat': {'flat_networks': '*'},
     })
+    # the agent runs as root, without sudo: privsep's helper is started
+    # directly, for each of neutron's privsep contexts
+    privsep = '%s --config-file %s --config-file %s' % (
+        os.path.join(BIN, 'privsep-helper'),
+        os.path.join(neutron_dir, 'neutron.conf'),
+        os.path.join(neutron_dir, 'plugins', 'ml2', 'macvtap_agent.ini'))
+    agent_ini = {
+        'DEFAULT': {'host': socket.gethostname()},
+        'agent': {'polling_interval': '1', 'report_interval': '10'},
+        'macvtap': {'physical_interface_mappings':
+                    '%s:%s' % (PHYSNET, PHYS_IF)},
+        # the only firewall driver the macvtap agent accepts: security
+        # groups are not enforced with this backend
+        'securitygroup': {'firewall_driver': 'noop'},
+    }
+    for section in ('privsep', 'privsep_link', 'privsep_namespace',
+                    'privsep_conntrack', 'privsep_dhcp_release',
+                    'privsep_ovs_vsctl'):
+        agent_ini[section] = {'helper_command': privsep}
+    write_ini(os.path.join(neutron_dir, 'plugins', 'ml2',
+                           'macvtap_agent.ini'), agent_ini)
     shutil.copy(os.path.join(VENV, 'etc', 'neutron', 'api-paste.ini'),
                 neutron_dir)
     nova_dir = os.path.join(ETC, 'nova')
@@ -464,6 +660,10 @@ def _write_configs(pw):
     cpu = {k: dict(v) for k, v in common.items()
            if k not in ('keystone_authtoken', 'scheduler', 'conductor')}
     cpu['compute'] = {'max_concurrent_builds': '10'}
+    # a guest with ports starts paused until neutron reports them plugged
+    # (network-vif-plugged); no event in time fails the build
+    cpu['DEFAULT']['vif_plugging_is_fatal'] = 'true'
+    cpu['DEFAULT']['vif_plugging_timeout'] = '60'
     # The driver core reports pci_passthrough_devices=None, on which the
     # resource tracker's first update after every start fails; it succeeds
     # from the next periodic update on.  Keep that wait short until the
@@ -711,6 +911,9 @@ def services_up(pw):
                                             for f in files}:
             say('configuration of %s changed: restarting it' % name)
             stop_process(name)
+    say('provider network on the host: %s (%s) <-> %s in netns %s, %s'
+        % (PHYS_IF, PHYSNET, PEER_IF, PROVIDER_NETNS, GATEWAY))
+    provider_host_up()
     say('MariaDB and RabbitMQ')
     start_rabbitmq()          # slow to boot: overlaps with the rest
     start_mariadb(pw)
@@ -741,7 +944,7 @@ def services_up(pw):
         if not running_pid(name):
             check_port_free(name)
         uwsgi(name, env)
-    say('Neutron API (ML2, no agents, MariaDB)')
+    say('Neutron API (ML2/macvtap, MariaDB)')
     if not state.get('neutron_db'):
         run([os.path.join(BIN, 'neutron-db-manage')] + neutron_confs +
             ['upgrade', 'heads'], 'neutron')
@@ -776,6 +979,9 @@ def services_up(pw):
     for name in ('nova-conductor', 'nova-scheduler'):
         start_process(name, [os.path.join(BIN, name), '--config-file',
                              svc_conf])
+    say('neutron-rpc-server, neutron-macvtap-agent (%s:%s)'
+        % (PHYSNET, PHYS_IF))
+    agent_started = start_neutron_agents(neutron_confs)
     assets()
     say('nova-compute (compute_driver = clear.ClearDriver, virt_type=%s)'
         % VIRT_TYPE)
@@ -784,10 +990,108 @@ def services_up(pw):
                        ('neutron', '/'), ('nova-api', '/')):
         wait_http(name, path)
     neutron_warm_up(conn)
+    wait_macvtap_agent(conn, agent_started)
+    provider_network(conn)
     wait_compute(conn, manage, compute_started)
     del nova_conf_path
     say('services up in %.1fs' % (time.monotonic() - t0))
     return conn
+
+
+def start_neutron_agents(neutron_confs):
+    """neutron-rpc-server and the macvtap agent; returns the agent's start.
+
+    The API under uWSGI serves no RPC: agents report their state and their
+    devices to neutron-rpc-server (same configuration files).  The start
+    is (UTC start time, monotonic time), or None when the agent was
+    running already.
+    """
+    start_process('neutron-rpc-server', [
+        os.path.join(BIN, 'neutron-rpc-server')] + neutron_confs +
+        ['--log-file', log_path('neutron-rpc-server')])
+    started = datetime.datetime.now(datetime.timezone.utc).replace(
+        tzinfo=None, microsecond=0)
+    t0 = time.monotonic()
+    neutron_dir = os.path.join(ETC, 'neutron')
+    # tools/macvtap_agent.py: neutron-macvtap-agent, its privsep fixed
+    if not start_process('neutron-macvtap-agent', [
+            os.path.join(BIN, 'python'),
+            os.path.join(ROOT, 'tools', 'macvtap_agent.py'),
+            '--config-file', os.path.join(neutron_dir, 'neutron.conf'),
+            '--config-file', os.path.join(neutron_dir, 'plugins', 'ml2',
+                                          'macvtap_agent.ini'),
+            '--log-file', log_path('neutron-macvtap-agent')]):
+        return None
+    return started, t0
+
+
+def macvtap_agents(conn):
+    return list(conn.network.agents(host=socket.gethostname(),
+                                    agent_type=MACVTAP_AGENT_TYPE))
+
+
+def wait_macvtap_agent(conn, start, timeout=180):
+    """The macvtap agent of this host is alive (this process of it)."""
+    def alive():
+        ensure_alive('neutron-rpc-server')
+        ensure_alive('neutron-macvtap-agent')
+        for agent in macvtap_agents(conn):
+            if not agent.is_alive:
+                continue
+            if start is None:
+                return True
+            begun = datetime.datetime.fromisoformat(
+                str(agent.started_at).replace('Z', '')[:19])
+            if begun >= start[0]:
+                return True
+        return False
+    wait_for(alive, timeout, 'the macvtap agent of %s to be alive'
+             % socket.gethostname(), log_path('neutron-macvtap-agent'),
+             interval=0.5)
+    if start is not None:
+        say('macvtap agent alive %.1fs after its start'
+            % (time.monotonic() - start[1]))
+
+
+def provider_network(conn):
+    """The shared flat provider network and its subnet (idempotent)."""
+    net_api = conn.network
+    net = net_api.find_network(NETWORK)
+    if net is None:
+        net = net_api.create_network(
+            name=NETWORK, shared=True, provider_network_type='flat',
+            provider_physical_network=PHYSNET)
+        say('created network %s (flat, physnet %s, shared)'
+            % (NETWORK, PHYSNET))
+    if (net.provider_network_type, net.provider_physical_network) != \
+            ('flat', PHYSNET):
+        raise Failure('network %s exists as %s/%s, not flat/%s: delete it '
+                      'and start again' % (
+                          NETWORK, net.provider_network_type,
+                          net.provider_physical_network, PHYSNET))
+    if not net.is_shared:
+        net = net_api.update_network(net, shared=True)
+    want = {'gateway_ip': GATEWAY, 'is_dhcp_enabled': False,
+            'dns_nameservers': [GATEWAY],
+            'allocation_pools': [{'start': POOL[0], 'end': POOL[1]}]}
+    sub = net_api.find_subnet(SUBNET, network_id=net.id)
+    if sub is None:
+        sub = net_api.create_subnet(
+            name=SUBNET, network_id=net.id, ip_version=4, cidr=SUBNET_CIDR,
+            **want)
+        say('created subnet %s %s, gateway %s, pool %s-%s, no DHCP'
+            % (SUBNET, SUBNET_CIDR, GATEWAY, POOL[0], POOL[1]))
+    elif sub.cidr != SUBNET_CIDR:
+        raise Failure('subnet %s exists as %s, not %s: delete it and start '
+                      'again' % (SUBNET, sub.cidr, SUBNET_CIDR))
+    else:
+        changes = {k: v for k, v in want.items() if getattr(sub, k) != v}
+        if changes:
+            sub = net_api.update_subnet(sub, **changes)
+    state = load_state()
+    state['network'] = dict(state.get('network') or {}, **network_names())
+    state['network'].update(network_id=net.id, subnet_id=sub.id)
+    save_state(state)
 
 
 def start_compute():
@@ -1126,9 +1430,14 @@ def cmd_status(args):
         if port:
             extra = ' port %d %s' % (port, 'open' if port_open(port)
                                      else 'closed')
-        print('%-15s %s%s' % (name, 'running pid %d' % pid if pid
+        print('%-21s %s%s' % (name, 'running pid %d' % pid if pid
                               else 'stopped', extra))
         ok = ok and bool(pid)
+    problem = provider_host_problem()
+    print('%-21s %s' % ('provider-net', problem or '%s (%s) <-> %s in netns '
+                        '%s, %s' % (PHYS_IF, PHYSNET, PEER_IF,
+                                    PROVIDER_NETNS, GATEWAY)))
+    ok = ok and not problem
     print('logs: %s' % LOGS)
     return 0 if ok else 3
 
@@ -1137,6 +1446,7 @@ def cmd_stop(args):
     for name in reversed(SERVICES):
         if stop_process(name):
             say('stopped %s' % name)
+    provider_host_down()
     state = load_state()
     if state:
         state['ready'] = False
