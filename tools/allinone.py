@@ -1182,11 +1182,21 @@ def wait_compute(conn, manage, started):
 
 
 def assets():
-    if os.path.exists(os.path.join(ASSETS, 'manifest.json')):
+    from nova_clear.guest import assets as guest_assets
+    # Rebuilt when the installed nova-clear carries another agent (the
+    # guest side of what the driver passes, e.g. network configuration);
+    # a minimal kernel already there (the driver prefers it) is kept and
+    # its initramfs rebuilt too (the kernel itself is cached).
+    minimal = os.path.join(ASSETS, guest_assets.MINIMAL_SUBDIR)
+    has_minimal = os.path.exists(os.path.join(minimal, 'manifest.json'))
+    if guest_assets.agent_is_current(ASSETS) and (
+            not has_minimal or guest_assets.agent_is_current(minimal)):
         return
-    say('building the guest assets into %s' % ASSETS)
-    run([os.path.join(BIN, 'nova-clear-build-guest'), '--dest', ASSETS],
-        'build-guest')
+    say('building the guest assets into %s%s' % (
+        ASSETS, ' (built with another agent)'
+        if os.path.exists(os.path.join(ASSETS, 'manifest.json')) else ''))
+    run([os.path.join(BIN, 'nova-clear-build-guest'), '--dest', ASSETS] +
+        (['--minimal-kernel'] if has_minimal else []), 'build-guest')
 
 
 # -- images and flavors -------------------------------------------------------
@@ -1231,12 +1241,15 @@ def images_and_flavors(conn):
 
 # -- the demo -------------------------------------------------------------
 
-def api_boot(conn, name, image_id, flavor, timeout=300):
+def api_boot(conn, name, image_id, flavor, network_id=None,
+             timeout=300):
     """POST /servers and time ACTIVE and the workload line at the API."""
     session = conn.compute
     flavor_id = conn.compute.find_flavor(flavor, ignore_missing=False).id
     body = {'server': {'name': name, 'imageRef': image_id,
-                       'flavorRef': flavor_id, 'networks': 'none'}}
+                       'flavorRef': flavor_id,
+                       'networks': ([{'uuid': network_id}] if network_id
+                                    else 'none')}}
     hdr = {'OpenStack-API-Version': 'compute %s' % COMPUTE_MICROVERSION}
     t0 = time.monotonic()
     resp = session.post('/servers', json=body, headers=hdr,
@@ -1279,18 +1292,19 @@ def poll_boot(conn, sid, t0, timeout=300):
                   % (WORKLOAD_LINE, sid, timeout), log_path('nova-compute'))
 
 
-def cli_boot(conn, name, image, flavor, timeout=300):
-    """``openstack server create --wait --nic none``, timed at the API.
+def cli_boot(conn, name, image, flavor, network=None, timeout=300):
+    """``openstack server create --wait --network NET``, timed at the API.
 
     The CLI's debug output marks the moment it sends ``POST /servers``;
     from then on the API is polled for ACTIVE and the console for the
     workload line while the CLI waits (it polls every 5 s).
     """
-    cmd = [os.path.join(BIN, 'openstack'), '--debug', 'server', 'create',
-           '--wait', '--nic', 'none', '--flavor', flavor, '--image', image,
-           '-f', 'json', name]
-    print('$ openstack server create --wait --nic none --flavor %s '
-          '--image %s %s' % (flavor, image, name), flush=True)
+    nic = ['--network', network] if network else ['--nic', 'none']
+    cmd = ([os.path.join(BIN, 'openstack'), '--debug', 'server', 'create',
+            '--wait'] + nic +
+           ['--flavor', flavor, '--image', image, '-f', 'json', name])
+    print('$ openstack server create --wait %s --flavor %s --image %s %s'
+          % (' '.join(nic), flavor, image, name), flush=True)
     t_cli = time.monotonic()
     proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -1350,9 +1364,31 @@ def openstack_cli(*args):
                           env=cli_env(), capture_output=True, text=True)
 
 
-def demo(conn, repeat=1, keep=False, cli=False):
+def ping_from_provider(address, timeout=60):
+    """Ping ``address`` from the provider namespace (a client on the
+    network); returns (seconds until it answered, the ping's output)."""
+    t0 = time.monotonic()
+    cmd = ['ip', 'netns', 'exec', PROVIDER_NETNS, 'busybox', 'ping', '-c',
+           '1', '-W', '1', address]
+    while True:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return time.monotonic() - t0, proc.stdout
+        if time.monotonic() - t0 > timeout:
+            raise Failure('%s does not answer ping from %s: %s' % (
+                address, PROVIDER_NETNS, proc.stdout + proc.stderr),
+                log_path('nova-compute'))
+        time.sleep(0.2)
+
+
+def demo(conn, repeat=1, keep=False, cli=False, network=True):
     state = load_state()
     ids = state.get('images') or images_and_flavors(conn)
+    net = (state.get('network') or {}) if network else {}
+    network_id = net.get('network_id')
+    if network and not network_id:
+        raise Failure('no provider network %s: run tools/allinone start'
+                      % NETWORK)
     runs = []
     for i in range(repeat):
         name = 'aio-demo-%d' % (i + 1)
@@ -1360,23 +1396,40 @@ def demo(conn, repeat=1, keep=False, cli=False):
             conn.compute.delete_server(old)
             conn.compute.wait_for_delete(old)
         if cli and i == 0:
-            r = cli_boot(conn, name, IMAGE, 'clear.tiny.cc')
+            r = cli_boot(conn, name, IMAGE, 'clear.tiny.cc',
+                         NETWORK if network_id else None)
         else:
-            r = api_boot(conn, name, ids[IMAGE], 'clear.tiny.cc')
+            r = api_boot(conn, name, ids[IMAGE], 'clear.tiny.cc',
+                         network_id)
         runs.append(r)
         say('%s: POST /servers -> ACTIVE %.2fs, -> "%s" %.2fs (at the API)'
             % (name, r['active'], WORKLOAD_LINE, r['line']))
+        address = None
+        if network_id:
+            server = conn.compute.get_server(r['id'])
+            address = [a['addr'] for a in server.addresses.get(NETWORK, [])
+                       if a['version'] == 4][0]
+            waited, out = ping_from_provider(address)
+            r['address'] = address
+            r['ping'] = r['line'] + waited
         if i == 0:
-            out = openstack_cli('console', 'log', 'show', r['id'])
+            out_console = openstack_cli('console', 'log', 'show', r['id'])
             print('$ openstack console log show %s' % name)
-            print(out.stdout.rstrip() or out.stderr.rstrip())
+            print(out_console.stdout.rstrip() or out_console.stderr.rstrip())
+            if address:
+                print('$ ip netns exec %s busybox ping -c 1 %s'
+                      % (PROVIDER_NETNS, address))
+                print(out.rstrip())
+        if address:
+            say('%s: %s on %s answers ping from the provider namespace '
+                '%.2fs after POST' % (name, address, NETWORK, r['ping']))
         if not keep:
             t0 = time.monotonic()
             server = conn.compute.get_server(r['id'])
             conn.compute.delete_server(server)
             conn.compute.wait_for_delete(server, interval=0.1)
             r['delete'] = time.monotonic() - t0
-    summary = {'runs': runs}
+    summary = {'runs': runs, 'network': NETWORK if network_id else None}
     if runs:
         summary['median_active'] = statistics.median(
             r['active'] for r in runs)
@@ -1384,6 +1437,11 @@ def demo(conn, repeat=1, keep=False, cli=False):
         say('median of %d: POST -> ACTIVE %.2fs, POST -> workload line '
             '%.2fs' % (len(runs), summary['median_active'],
                        summary['median_line']))
+        if network_id:
+            summary['median_ping'] = statistics.median(
+                r['ping'] for r in runs)
+            say('median of %d: POST -> answers ping %.2fs'
+                % (len(runs), summary['median_ping']))
     state = load_state()
     state['last_demo'] = summary
     save_state(state)
@@ -1418,7 +1476,8 @@ def cmd_up(args):
 
 
 def cmd_boot(args):
-    demo(connection(), args.repeat, args.keep, args.cli)
+    demo(connection(), args.repeat, args.keep, args.cli,
+         network=not args.nic_none)
 
 
 def cmd_status(args):
@@ -1481,6 +1540,8 @@ def main():
     p.add_argument('--cli', action='store_true',
                    help='create the first server with "openstack server '
                         'create --wait" (timed at the API all the same)')
+    p.add_argument('--nic-none', action='store_true',
+                   help='boot without a port (default: on %s)' % NETWORK)
     sub.add_parser('status')
     sub.add_parser('stop')
     p = sub.add_parser('restart')

@@ -1,0 +1,146 @@
+"""Servers on the all-in-one's provider network (Neutron ML2 macvtap).
+
+Traffic stays on this machine: the guests, and the provider namespace
+(``nova-clear-provider``, holding the network's gateway address) standing
+in for a client.
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+from openstack import exceptions as sdk_exc
+
+from tests.functional import images
+from tests.integration import base
+
+SERVER_CMD = (
+    'mkdir -p /tmp/www && echo "page from $(hostname)" > /tmp/www/index.html'
+    ' && echo serving && exec /bin/busybox httpd -f -p 80 -h /tmp/www')
+# busybox 1.35's wget crashes with -T: retry without it
+CLIENT_CMD = (
+    'for i in $(/bin/busybox seq 1 100); do'
+    ' /bin/busybox wget -q -O - http://%s/ && break; sleep 0.3; done;'
+    ' echo client-done')
+
+
+def macvtaps():
+    """MAC addresses of the host's macvtap devices."""
+    out = subprocess.run(['ip', '-j', 'link', 'show', 'type', 'macvtap'],
+                         capture_output=True, text=True, check=True).stdout
+    return {link.get('address') for link in json.loads(out or '[]')}
+
+
+class TestNetworking(base.IntegrationTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.net = self.state.get('network') or {}
+        if not self.net.get('network_id'):
+            self.skipTest('the all-in-one has no provider network: run '
+                          'tools/allinone up')
+
+    def container_image(self, cmd):
+        image = self.conn.image.create_image(
+            name=self.name('img'), filename=images.container_image('docker'),
+            disk_format='raw', container_format='docker', wait=True,
+            validate_checksum=False, clear_cmd=json.dumps([cmd]),
+            clear_user='root')
+        self.addCleanup(self.conn.image.delete_image, image,
+                        ignore_missing=True)
+        return image
+
+    def boot(self, tag, image, network_id=None, wait=True):
+        server = self.conn.compute.create_server(
+            name=self.name(tag), image_id=image.id,
+            flavor_id=self.flavor().id,
+            networks=[{'uuid': network_id or self.net['network_id']}])
+        self.addCleanup(self.delete, server.id)
+        return self.wait_status(server, 'ACTIVE') if wait else server
+
+    def address(self, server):
+        addrs = server.addresses[self.net['network']]
+        return [a['addr'] for a in addrs if a['version'] == 4][0]
+
+    def ports(self, server):
+        return list(self.conn.network.ports(device_id=server.id))
+
+    def http_get(self, url, deadline=120):
+        """GET from the provider namespace until it answers."""
+        script = ('import sys, urllib.request; sys.stdout.write(urllib.'
+                  'request.urlopen(sys.argv[1], timeout=3).read().decode())')
+        end = time.monotonic() + deadline
+        while True:
+            proc = subprocess.run(
+                ['ip', 'netns', 'exec', self.net['netns'], sys.executable,
+                 '-c', script, url], capture_output=True, text=True,
+                timeout=30)
+            if proc.returncode == 0:
+                return proc.stdout
+            if time.monotonic() > end:
+                self.fail('%s did not answer from %s: %s' % (
+                    url, self.net['netns'], proc.stderr[-500:]))
+            time.sleep(0.5)
+
+    def test_service_reachable_guests_reach_each_other_delete_unplugs(self):
+        server = self.boot('web', self.container_image(SERVER_CMD))
+        ip = self.address(server)
+        ports = self.ports(server)
+        self.assertEqual(1, len(ports))
+        port = ports[0]
+        self.assertEqual('macvtap', port.binding_vif_type)
+        self.assertEqual(self.state['compute_host'], port.binding_host_id)
+        self.assertEqual('ACTIVE', port.status)
+        text = self.wait_console(server, 'serving')
+        self.assertIn('nova-clear: network eth0 %s mtu 1500 %s/24' % (
+            port.mac_address, ip), text)
+        self.assertIn(port.mac_address, macvtaps())
+        # a client on the network reaches the container's service
+        self.assertEqual('page from %s\n' % server.hostname,
+                         self.http_get('http://%s/' % ip))
+
+        client = self.boot('client', self.container_image(CLIENT_CMD % ip))
+        text = self.wait_console(client, 'client-done')
+        self.assertIn('page from %s' % server.hostname, text)
+        client_mac = self.ports(client)[0].mac_address
+
+        for s in (server, client):
+            self.delete(s.id)
+            self.assert_gone_from_host(s.id)
+        left = macvtaps() & {port.mac_address, client_mac}
+        self.assertEqual(set(), left, 'macvtap devices left behind')
+        self.assertEqual([], self.ports(server) + self.ports(client))
+
+    def test_port_that_fails_to_bind_faults_the_server(self):
+        # a flat network on a physical network the host's agent does not map
+        net = self.conn.network.create_network(
+            name=self.name('unbound'), provider_network_type='flat',
+            provider_physical_network='unmapped-%s' % self.name('p')[-6:])
+        self.addCleanup(self.conn.network.delete_network, net,
+                        ignore_missing=True)
+        self.conn.network.create_subnet(
+            network_id=net.id, ip_version=4, cidr='10.78.0.0/24',
+            enable_dhcp=False)
+        server = self.boot('unbound', self.conn.image.get_image(
+            self.images['clear-busybox']), network_id=net.id, wait=False)
+        server = self.wait_status(server, 'ERROR')
+        fault = (server.fault or {}).get('message', '')
+        self.assertIn('Binding failed for port', fault)
+        self.delete(server.id)
+        self.assert_gone_from_host(server.id)
+
+    def test_attach_interface_is_refused(self):
+        image = self.conn.image.get_image(self.images['clear-busybox'])
+        server = self.boot('attach', image)
+        port = self.conn.network.create_port(
+            network_id=self.net['network_id'], name=self.name('port'))
+        self.addCleanup(self.conn.network.delete_port, port,
+                        ignore_missing=True)
+        err = self.assertRaises(
+            sdk_exc.HttpException, self.conn.compute.create_server_interface,
+            server, port_id=port.id)
+        self.assertIn('not supported', str(err))
+        self.assertEqual(1, len(self.ports(server)))
+        self.assertEqual('ACTIVE', self.conn.compute.get_server(
+            server).status)
