@@ -682,8 +682,10 @@ def _write_configs(pw):
         'virt_type': VIRT_TYPE,
         'kvm_probe_timeout': KVM_PROBE_TIMEOUT,
         'assets_path': ASSETS,
-    }, {'nova_sys_admin': {'helper_command':
-                           os.path.join(BIN, 'privsep-helper')}})
+    }, {section: {'helper_command': os.path.join(BIN, 'privsep-helper')}
+        # no sudo here: nova's and nova-clear's privsep daemons start
+        # from the venv (nova-compute runs as root in the all-in-one)
+        for section in ('nova_sys_admin', 'clear_sys_admin')})
     write_clouds(pw)
 
 
