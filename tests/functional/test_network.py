@@ -4,13 +4,16 @@ configuration; traffic only between the guests and a namespace."""
 
 import json
 import os
+import signal
 
 from nova.compute import power_state
+from nova.virt import event as virtevent
 
 from nova_clear import exception as clear_exc
 from tests.functional import base
 from tests.functional import images
 from tests.functional import provider_net
+from tests.functional import test_lifecycle
 from tests.unit.test_network import make_vif
 
 SERVER_CMD = (
@@ -79,7 +82,7 @@ class TestNetwork(base.FunctionalTestCase):
         self.assertEqual([], provider_net.macvtaps_with(
             [server_vif['address'], client_vif['address']]))
 
-    def test_port_survives_hard_reboot_and_power_cycle(self):
+    def test_port_survives_reboot_power_cycle_and_killed_qemu(self):
         vif = self._vif(21)
         inst = self._spawn(self._container(SERVER_CMD), [vif])
         self.wait_console(self.drv, inst, 'serving')
@@ -92,6 +95,16 @@ class TestNetwork(base.FunctionalTestCase):
         self.wait_console(self.drv, inst, 'serving', count=3)
         self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
         self.net.http_get('http://%s/' % self.net.address(21))
+        # QEMU killed: libvirt removes the macvtap with it; power on again
+        os.kill(test_lifecycle._qemu_pid(inst.uuid), signal.SIGKILL)
+        self.events.wait_for(inst.uuid, virtevent.EVENT_LIFECYCLE_STOPPED)
+        self.assertEqual([], provider_net.macvtaps_with([vif['address']]))
+        self.drv.power_on(self.context, inst, [vif])
+        self.wait_console(self.drv, inst, 'serving', count=4)
+        self.net.http_get('http://%s/' % self.net.address(21))
+        self.drv.destroy(self.context, inst, [vif])
+        self.assert_gone(self.drv, inst)
+        self.assertEqual([], provider_net.macvtaps_with([vif['address']]))
 
     def test_missing_source_device_is_refused_and_leaves_nothing(self):
         image = self._container(SERVER_CMD)
