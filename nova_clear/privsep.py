@@ -6,6 +6,7 @@ a filesystem image needs root.  The daemon is configured in
 ``[clear_sys_admin]`` (``helper_command``), like nova's ``[nova_sys_admin]``.
 """
 
+import errno
 import os
 import shutil
 import subprocess
@@ -62,6 +63,9 @@ def build_rootfs_unprivileged(archive_path, image_id, workdir, dest,
             check=True, capture_output=True, text=True)
         return applier.total, entries
     except subprocess.CalledProcessError as e:
+        if 'No space left on device' in (e.stderr or ''):
+            # the cache's file system is full, not the image bad
+            raise OSError(errno.ENOSPC, 'mkfs.ext4: %s' % e.stderr.strip())
         raise oci.InvalidContainerImage(
             image_id=image_id,
             reason='packing the root filesystem failed: %s' %

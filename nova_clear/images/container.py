@@ -15,6 +15,7 @@ build it once; a failed build leaves nothing.
 """
 
 import dataclasses
+import errno
 import json
 import os
 import subprocess
@@ -110,14 +111,23 @@ class RootfsCache:
             content, entries = self._builder(archive.path, archive.image_id,
                                              workdir, part, size_limit)
             os.chmod(part, 0o444)
-        except Exception:
-            if os.path.exists(part):
-                os.unlink(part)
+            info = {'content_bytes': content, 'entries': entries,
+                    'config': archive.config, 'kind': archive.kind}
+            with open(dest + '.json.tmp', 'w') as f:
+                json.dump(info, f)
+        except Exception as e:
+            for path in (part, dest + '.json.tmp'):
+                if os.path.exists(path):
+                    os.unlink(path)
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                raise exception.InstanceDeployFailure(
+                    reason=_('no space left in the image cache %(p)s to '
+                             'unpack container image %(i)s (%(n)d layers, '
+                             '%(s)d bytes compressed)') %
+                    {'p': self.path, 'i': archive.image_id,
+                     'n': len(archive.layers),
+                     's': os.path.getsize(archive.path)}) from e
             raise
-        info = {'content_bytes': content, 'entries': entries,
-                'config': archive.config, 'kind': archive.kind}
-        with open(dest + '.json.tmp', 'w') as f:
-            json.dump(info, f)
         os.replace(part, dest)
         os.replace(dest + '.json.tmp',
                    os.path.join(self.path, archive.digest + '.json'))

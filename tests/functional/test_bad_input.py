@@ -170,3 +170,24 @@ class TestFullDisk(base.FunctionalTestCase):
         self.assertIn('cannot create the instance disk', str(err))
         self.assert_gone(drv, inst)
         self.assertEqual([], os.listdir(instances))
+
+    def test_image_cache_full_while_unpacking_a_container(self):
+        # The 2 MB archive fits; with 3 MiB its unpacked tree does not, with
+        # 5 MiB the tree does but not the packed root filesystem (mkfs).
+        for size, stage in (('3m', 'No space left'), ('5m', 'mkfs.ext4')):
+            cache = self.useFixture(mounts.SmallDisk(
+                os.path.join(self.tmp, 'small-cache-' + size), size)).path
+            self.conf.config(group='clear', image_cache_path=cache)
+            drv = self.make_driver()
+            image = self.glance.add(images.container_image('docker'), 'raw',
+                                    container_format='docker')
+            inst = self.make_instance(image)
+            err = self.assertRaises(
+                exception.InstanceDeployFailure, drv.spawn, self.context,
+                inst, self.glance.image_meta(image), [], None, {})
+            self.assertIn('no space left in the image cache', str(err))
+            self.assertIn(stage, str(err.__cause__))
+            self.assert_gone(drv, inst)
+            rootfs = os.path.join(cache, 'rootfs')
+            self.assertEqual([], [f for f in os.listdir(rootfs)
+                                  if f not in ('locks', 'by-image')])
