@@ -112,7 +112,10 @@ configure_network() {
             addr=${a#*,}
             case $addr in
                 *:*) if [ -e /proc/sys/net/ipv6 ]; then
-                         ip -6 addr add "$addr" dev "$dev" nodad || die "cannot add $addr to $dev"
+                         # Neutron allocated it: no duplicate detection
+                         # delay (busybox ip has no "nodad")
+                         echo 0 > "/proc/sys/net/ipv6/conf/$dev/accept_dad"
+                         ip -6 addr add "$addr" dev "$dev" || die "cannot add $addr to $dev"
                      else
                          say "warning: the guest kernel has no IPv6; $addr not configured"; continue
                      fi ;;

@@ -18,10 +18,12 @@ def _ip(*args, check=True):
 
 class ProviderNetwork(fixtures.Fixture):
 
-    def __init__(self, prefix='10.79.0'):
+    def __init__(self, prefix='10.79.0', prefix6='fd00:79::'):
         super().__init__()
         self.prefix = prefix
         self.gateway = '%s.1' % prefix
+        self.prefix6 = prefix6
+        self.gateway6 = '%s1' % prefix6
 
     def _setUp(self):
         tag = uuid.uuid4().hex[:8]
@@ -37,11 +39,16 @@ class ProviderNetwork(fixtures.Fixture):
         _ip('link', 'set', self.lower, 'up')
         _ip('-n', self.netns, 'addr', 'add', '%s/24' % self.gateway,
             'dev', peer)
+        _ip('-n', self.netns, 'addr', 'add', '%s/64' % self.gateway6,
+            'dev', peer, 'nodad')
         _ip('-n', self.netns, 'link', 'set', peer, 'up')
         _ip('-n', self.netns, 'link', 'set', 'lo', 'up')
 
     def address(self, n):
         return '%s.%d' % (self.prefix, n)
+
+    def address6(self, n):
+        return '%s%x' % (self.prefix6, n)
 
     def run(self, *cmd, timeout=30):
         """Run ``cmd`` inside the namespace."""
@@ -74,3 +81,14 @@ def macvtaps_with(macs):
             if mac.lower() in line.lower():
                 found.append(line.split(':')[1].strip())
     return found
+
+
+def allmulticast_like_the_agent(mac):
+    """What Neutron's macvtap agent does to every macvtap device it sees:
+    ALLMULTICAST, so that the guest receives multicast (IPv6 neighbour
+    discovery) without libvirt's trustGuestRxFilters (which would let the
+    guest change its MAC address)."""
+    devices = macvtaps_with([mac])
+    assert devices, 'no macvtap device with %s' % mac
+    for dev in devices:
+        _ip('link', 'set', 'dev', dev.split('@')[0], 'allmulticast', 'on')

@@ -8,6 +8,7 @@ import signal
 import time
 
 from nova.compute import power_state
+from nova.network import model as network_model
 
 from nova_clear import exception as clear_exc
 from tests.functional import base
@@ -111,6 +112,26 @@ class TestNetwork(base.FunctionalTestCase):
         self.drv.destroy(self.context, inst, [vif])
         self.assert_gone(self.drv, inst)
         self.assertEqual([], provider_net.macvtaps_with([vif['address']]))
+
+    def test_dual_stack(self):
+        v6 = network_model.Subnet(
+            cidr='%s/64' % self.net.prefix6,
+            ips=[network_model.FixedIP(address=self.net.address6(41))],
+            gateway=network_model.IP(address=self.net.gateway6),
+            dns=[network_model.IP(address=self.net.gateway6)])
+        vif = self._vif(41, extra_subnets=[v6])
+        inst = self._spawn(self._container(SERVER_CMD), [vif])
+        # no Neutron here: do what its macvtap agent does for IPv6
+        provider_net.allmulticast_like_the_agent(vif['address'])
+        text = self.wait_console(self.drv, inst, 'serving')
+        self.assertIn('%s/24 %s/64' % (self.net.address(41),
+                                       self.net.address6(41)), text)
+        self.assertNotIn('warning', text)
+        self.assertIn('nameserver %s' % self.net.gateway6, text)
+        for url in ('http://%s/' % self.net.address(41),
+                    'http://[%s]/' % self.net.address6(41)):
+            self.assertEqual('page from %s\n' % inst.hostname,
+                             self.net.http_get(url))
 
     def test_missing_source_device_is_refused_and_leaves_nothing(self):
         image = self._container(SERVER_CMD)
