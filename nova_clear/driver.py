@@ -542,10 +542,18 @@ class ClearDriver(driver.ComputeDriver):
         image_meta = objects.ImageMeta.from_instance(instance)
         self._ensure_disk(context, instance, image_meta, files)
         dom = self._define(instance, image_meta, files, network_info)
-        # os-vif ports normally still exist; after a host reboot (or an
-        # unplug) they are plugged again.
-        vif_plug.plug(instance, network_info)
+        self._replug(instance, network_info)
         self._start(instance, dom, files)
+
+    @staticmethod
+    def _replug(instance, network_info):
+        """Unplug and plug the os-vif ports of a stopped domain, as nova's
+        libvirt driver does on hard reboot and power on: a host reboot
+        lost them, and Open vSwitch's userspace datapath does not notice
+        that the tap libvirt deletes on stop comes back under the same
+        name on start (the port passes no traffic until re-added)."""
+        vif_plug.unplug(instance, network_info)
+        vif_plug.plug(instance, network_info)
 
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
@@ -561,6 +569,7 @@ class ClearDriver(driver.ComputeDriver):
                 else:
                     if self.host.wait_for_shutoff(
                             dom, CONF['clear'].soft_reboot_timeout):
+                        self._replug(instance, network_info)
                         self._start(instance, dom, self._files(instance))
                         LOG.info('Soft reboot done', instance=instance)
                         return
@@ -618,6 +627,7 @@ class ClearDriver(driver.ComputeDriver):
             dom = self.host.lookup(instance.uuid)
             if dom.isActive():
                 return
+            self._replug(instance, network_info)
             self._start(instance, dom, self._files(instance))
 
     def resume_state_on_host_boot(self, context, instance, network_info,

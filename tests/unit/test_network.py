@@ -542,14 +542,28 @@ class TestDriverOsVif(test_driver.DriverTestCase):
         self.assertIn('os-vif could not unplug port %s: ovsdb gone'
                       % self.PORT, logs.output)
 
-    def test_hard_reboot_and_plug_vifs_plug_again(self):
+    def test_restarts_replug_and_plug_vifs_plugs(self):
         inst = self.instance()
         vif = make_ovs_vif(active=True)
         self.spawn(inst, network_info=[vif])
+        # as nova's libvirt driver: a hard reboot (and power on) unplugs
+        # and plugs again, without waiting for Neutron
         self.drv.reboot(self.ctx, inst, [vif], 'HARD')
-        self.drv.plug_vifs(inst, [vif])
-        self.assertEqual(['plug', 'start', 'plug', 'start', 'plug'],
+        self.assertEqual(['plug', 'start', 'unplug', 'plug', 'start'],
                          [c[0] for c in self.calls])
+        self.calls.clear()
+        self.drv.power_off(inst)
+        self.drv.power_on(self.ctx, inst, [vif])
+        self.assertEqual(['unplug', 'plug', 'start'],
+                         [c[0] for c in self.calls])
+        self.calls.clear()
+        self.drv.suspend(self.ctx, inst)
+        self.drv.resume(self.ctx, inst, [vif])
+        self.assertEqual(['unplug', 'plug', 'start'],
+                         [c[0] for c in self.calls])
+        self.calls.clear()
+        self.drv.plug_vifs(inst, [vif])
+        self.assertEqual(['plug'], [c[0] for c in self.calls])
         self.assertEqual([], self.virtapi.waited)
 
     def test_initialize_once_from_many_threads(self):
