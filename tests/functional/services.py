@@ -250,4 +250,20 @@ def _release_ovs():
                 pid = state['started'].pop(name, None)
                 if pid and _pid_alive(pid):
                     os.kill(pid, signal.SIGTERM)
+                    # Gone before the lock is released: a test process
+                    # starting now must not reuse a dying daemon (a new
+                    # ovs-vswitchd beside the old one broke a port).
+                    _wait_exit(pid)
         _write_state(state, OVS_STATE)
+
+
+def _wait_exit(pid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                    return      # exited; its parent has not reaped it
+        except (OSError, IndexError):
+            return
+        time.sleep(0.05)

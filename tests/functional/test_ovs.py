@@ -161,6 +161,26 @@ class TestOvs(base.FunctionalTestCase):
         self.assert_gone(self.drv, inst)
         self._assert_unplugged(vif)
 
+    def test_hybrid_plug(self):
+        # ovs_hybrid_plug (ML2/OVS with the iptables firewall): os-vif
+        # makes a Linux bridge qbrXXX and a veth pair qvbXXX-qvoXXX into
+        # OVS; libvirt adds its tap to the Linux bridge.
+        vif = self._vif(51, details=ovs_details(
+            'netdev', bridge_name=self.net.bridge,
+            **{network_model.VIF_DETAILS_OVS_HYBRID_PLUG: True}))
+        qbr, qvo = ('qbr' + vif['id'])[:14], ('qvo' + vif['id'])[:14]
+        inst = self._spawn(self._container(SERVER_CMD), [vif])
+        self.wait_console(self.drv, inst, 'serving')
+        self.assertEqual([qvo], self.net.ports())
+        self.assertTrue(provider_net.net_device_exists(
+            '%s/brif/%s' % (qbr, self._tap(vif))))
+        self.net.http_get('http://%s/' % self.net.address(51))
+        self.drv.destroy(self.context, inst, [vif])
+        self.assert_gone(self.drv, inst)
+        self._assert_unplugged(vif)
+        for dev in (qbr, qvo, ('qvb' + vif['id'])[:14]):
+            self.assertFalse(provider_net.net_device_exists(dev), dev)
+
     def test_unreachable_ovsdb_is_a_clear_fault_and_leaves_nothing(self):
         missing = os.path.join(services.OVS_DIR, 'no-such-db.sock')
         # (the next test's setUp loads os-vif again with its own config)
