@@ -62,7 +62,6 @@ class Interface:
     source_bridge: str = None   # bridge: the bridge libvirt adds it to
     virtualport: str = None     # bridge: 'openvswitch' (libvirt adds...
     interface_id: str = None    # ...the OVS port with this iface-id)
-    os_vif: bool = False    # plugged by os-vif (nova_clear.vif_plug)
 
 
 def _mtu(vif):
@@ -128,7 +127,7 @@ def _ovs_interface(vif, mac):
         raise VifError(_('port %(port)s: cannot describe it to os-vif: '
                          '%(err)s') % {'port': port, 'err': e})
     common = dict(port_id=port, mac=mac, mtu=_mtu(vif),
-                  target_dev=obj.vif_name, os_vif=True)
+                  target_dev=obj.vif_name)
     if isinstance(obj, osv_vifs.VIFBridge):
         # hybrid plug: os-vif made the Linux bridge and its veth to OVS
         return Interface(type='bridge', source_bridge=obj.bridge_name,

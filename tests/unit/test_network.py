@@ -104,8 +104,7 @@ class TestInterfaces(testtools.TestCase):
         iface = clear_vif.interface(make_ovs_vif())
         self.assertEqual(clear_vif.Interface(
             port_id='11111111-2222-3333-4444-555555555555', mac=MAC1.lower(),
-            type='ethernet', mtu=1450, target_dev='tap11111111-22',
-            os_vif=True), iface)
+            type='ethernet', mtu=1450, target_dev='tap11111111-22'), iface)
 
     def test_ovs_port_os_vif_creates_tap(self):
         iface = clear_vif.interface(make_ovs_vif(details=ovs_details(
