@@ -7,7 +7,7 @@ A Clear Container is not a PC.  On ``machine='microvm'`` libvirt passes
 ``-nodefaults -no-user-config``: no firmware (the kernel is loaded
 directly), no PCI bus, no USB, no graphics, no balloon.  Devices are
 virtio-mmio: the root disk, network interfaces (virtio-net on a macvtap
-device), a random number generator; the console is the
+or tap device), a random number generator; the console is the
 machine's one ISA serial port, written to a file by virtlogd.
 
 ``machine='q35'`` is kept for devices that need PCI (for example PCI
@@ -112,16 +112,38 @@ def _disk(devices, boot, path, fmt, dev, readonly=False):
 
 
 def _interface(devices, boot, iface):
-    if iface.type != 'direct':
+    if iface.type not in ('direct', 'ethernet', 'bridge'):
         raise ValueError('unsupported interface type %r' % iface.type)
-    el = _sub(devices, 'interface', type='direct')
+    el = _sub(devices, 'interface', type=iface.type)
     _sub(el, 'mac', address=iface.mac)
-    # libvirt creates the macvtap device on start and deletes it on stop.
-    _sub(el, 'source', dev=iface.source_dev, mode=iface.source_mode)
+    if iface.type == 'direct':
+        # libvirt creates the macvtap device on start and deletes it on
+        # stop.
+        _sub(el, 'source', dev=iface.source_dev, mode=iface.source_mode)
+    elif iface.type == 'bridge':
+        # libvirt creates the tap and adds it to the bridge (for an
+        # openvswitch virtualport: as an OVS port carrying the Neutron
+        # port's iface-id, which the OVS agent or ovn-controller binds).
+        _sub(el, 'source', bridge=iface.source_bridge)
+        if iface.virtualport:
+            vport = _sub(el, 'virtualport', type=iface.virtualport)
+            _sub(vport, 'parameters', interfaceid=iface.interface_id)
+    if iface.type == 'ethernet' and not iface.managed:
+        # os-vif created the tap: libvirt opens it and leaves it be.
+        _sub(el, 'target', dev=iface.target_dev, managed='no')
+    elif iface.target_dev:
+        # The name os-vif plugged into OVS (ethernet) or that Neutron
+        # expects (tapXXXXXXXX-XX); libvirt creates it and deletes it on
+        # stop.
+        _sub(el, 'target', dev=iface.target_dev)
     _sub(el, 'model', type='virtio')
-    # No <mtu>: libvirt refuses it on type='direct' ("not supported yet");
-    # the macvtap device takes its lower device's MTU and the agent sets
-    # the network's MTU inside the guest (nova_clear.if=MAC,MTU).
+    if iface.mtu and iface.type != 'direct':
+        # The host end's MTU (libvirt sets it on the tap).  No <mtu> on
+        # type='direct': libvirt refuses it ("not supported yet"); the
+        # macvtap device takes its lower device's MTU.  Inside the guest
+        # the agent sets the network's MTU in any case
+        # (nova_clear.if=MAC,MTU).
+        _sub(el, 'mtu', size=iface.mtu)
     _mmio(el, boot)
 
 

@@ -45,6 +45,7 @@ from nova_clear.images import workload
 from nova_clear import privsep as clear_privsep
 from nova_clear import storage
 from nova_clear import vif as clear_vif
+from nova_clear import vif_plug
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -356,8 +357,9 @@ class ClearDriver(driver.ComputeDriver):
     def _start_plugged(self, instance, dom, files, network_info):
         """Start the guest once Neutron reports its ports up.
 
-        As nova's libvirt driver does: the domain starts paused (libvirt
-        creates the macvtap devices, the host's Neutron agent sees them and
+        As nova's libvirt driver does: os-vif plugs the ports it has a
+        plugin for (OVS), the domain starts paused (libvirt creates the
+        macvtap or tap devices, the host's Neutron agent sees them and
         reports the ports up, Neutron tells Nova), and runs once every
         ``network-vif-plugged`` event arrived, so the workload never starts
         on a port that does not pass traffic yet.
@@ -365,6 +367,7 @@ class ClearDriver(driver.ComputeDriver):
         timeout = CONF.vif_plugging_timeout
         events = clear_vif.plug_events(network_info) if timeout else []
         if not events:
+            vif_plug.plug(instance, network_info)
             self._start(instance, dom, files)
             return
 
@@ -380,6 +383,9 @@ class ClearDriver(driver.ComputeDriver):
             with self.virtapi.wait_for_instance_event(
                     instance, events, timeout=timeout,
                     error_callback=failed):
+                # os-vif creates OVS ports here: the agent may report them
+                # up at once, so inside the wait.
+                vif_plug.plug(instance, network_info)
                 self._start(instance, dom, files, paused=True)
         except exception.InstanceEventTimeout:
             if CONF.vif_plugging_is_fatal:
@@ -476,11 +482,14 @@ class ClearDriver(driver.ComputeDriver):
                                    network_info)
                 if power_on:
                     self._start_plugged(instance, dom, files, network_info)
+                else:
+                    vif_plug.plug(instance, network_info)
             except Exception:
                 with excutils.save_and_reraise_exception():
                     LOG.error('Spawning Clear Container failed; cleaning up',
                               instance=instance)
                     self._remove_domain(instance, dom)
+                    vif_plug.unplug(instance, network_info)
                     if created:
                         files.remove()
         LOG.info('Clear Container defined%s in %.2fs',
@@ -510,9 +519,10 @@ class ClearDriver(driver.ComputeDriver):
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
         with _instance_lock(instance):
+            # The domain first: unplugging deletes tap devices QEMU uses.
+            self._remove_domain(instance)
             if destroy_vifs:
                 self.unplug_vifs(instance, network_info)
-            self._remove_domain(instance)
             if destroy_disks:
                 self._files(instance).remove()
 
@@ -532,7 +542,18 @@ class ClearDriver(driver.ComputeDriver):
         image_meta = objects.ImageMeta.from_instance(instance)
         self._ensure_disk(context, instance, image_meta, files)
         dom = self._define(instance, image_meta, files, network_info)
+        self._replug(instance, network_info)
         self._start(instance, dom, files)
+
+    @staticmethod
+    def _replug(instance, network_info):
+        """Unplug and plug the os-vif ports of a stopped domain, as nova's
+        libvirt driver does on hard reboot and power on: a host reboot
+        lost them, and Open vSwitch's userspace datapath does not notice
+        that the tap libvirt deletes on stop comes back under the same
+        name on start (the port passes no traffic until re-added)."""
+        vif_plug.unplug(instance, network_info)
+        vif_plug.plug(instance, network_info)
 
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
@@ -548,6 +569,7 @@ class ClearDriver(driver.ComputeDriver):
                 else:
                     if self.host.wait_for_shutoff(
                             dom, CONF['clear'].soft_reboot_timeout):
+                        self._replug(instance, network_info)
                         self._start(instance, dom, self._files(instance))
                         LOG.info('Soft reboot done', instance=instance)
                         return
@@ -605,6 +627,7 @@ class ClearDriver(driver.ComputeDriver):
             dom = self.host.lookup(instance.uuid)
             if dom.isActive():
                 return
+            self._replug(instance, network_info)
             self._start(instance, dom, self._files(instance))
 
     def resume_state_on_host_boot(self, context, instance, network_info,
@@ -644,11 +667,12 @@ class ClearDriver(driver.ComputeDriver):
     # -- networking ---------------------------------------------------------
     # macvtap ports need nothing on the host before the domain starts:
     # libvirt creates the macvtap device from the domain's <interface
-    # type='direct'> and deletes it when QEMU exits.  Nova calls these on
-    # host start-up and around operations; they only check that the ports
-    # are ones this host can plug.
+    # type='direct'> and deletes it when QEMU exits.  OVS ports are plugged
+    # by os-vif (nova_clear.vif_plug).  Nova calls these on host start-up
+    # (plug again what a host reboot lost) and around operations.
     def plug_vifs(self, instance, network_info):
         self._interfaces(instance, network_info)
+        vif_plug.plug(instance, network_info)
 
     def unplug_vifs(self, instance, network_info):
-        pass
+        vif_plug.unplug(instance, network_info)

@@ -9,6 +9,19 @@ macvtap mechanism driver names, and libvirt creates (and on stop deletes)
 the macvtap device itself.  Neutron's macvtap agent on the host sees the
 device appear and reports the port up.
 
+``ovs`` ports (ML2/OVS, OVN) are plugged by os-vif's ``ovs`` plugin
+(:mod:`nova_clear.vif_plug` calls it); the interface here is the one
+nova's libvirt driver describes for the same os-vif object: nova's
+Neutron API asks os-vif to create the OVS port (``delegate_create``), so
+libvirt only creates the tap device of that name (``type='ethernet'``);
+when Neutron asks os-vif to create the tap as well (``ovs_create_tap``)
+libvirt opens the existing tap (``managed='no'``); otherwise libvirt adds
+the tap to the bridge itself (``type='bridge'`` with an ``openvswitch``
+virtualport).  Hybrid plugging (``ovs_hybrid_plug``: a Linux bridge per
+port, for the iptables firewall) is a ``type='bridge'`` interface on that
+Linux bridge.  Converting to os-vif objects is pure; nothing here touches
+the host.
+
 Types this release does not plug are refused before anything is created,
 with the port and the type named.
 """
@@ -17,10 +30,16 @@ import dataclasses
 import os
 
 from nova.network import model as network_model
+from nova.network import os_vif_util
+import os_vif.objects
+from os_vif.objects import vif as osv_vifs
 
 from nova_clear.i18n import _
 
-SUPPORTED_VIF_TYPES = (network_model.VIF_TYPE_MACVTAP,)
+SUPPORTED_VIF_TYPES = (network_model.VIF_TYPE_MACVTAP,
+                       network_model.VIF_TYPE_OVS)
+# Types plugged on the host by an os-vif plugin (nova_clear.vif_plug).
+OS_VIF_TYPES = (network_model.VIF_TYPE_OVS,)
 MACVTAP_MODES = ('bridge', 'vepa', 'private', 'passthrough')
 
 
@@ -34,10 +53,15 @@ class Interface:
 
     port_id: str
     mac: str
-    type: str               # libvirt interface type: 'direct'
-    source_dev: str         # macvtap lower device on the host
-    source_mode: str        # macvtap mode
+    type: str               # libvirt type: direct, ethernet or bridge
+    source_dev: str = None  # macvtap lower device on the host
+    source_mode: str = None  # macvtap mode
     mtu: int = None
+    target_dev: str = None  # host tap device (ethernet, bridge)
+    managed: bool = True    # ethernet: libvirt creates the tap
+    source_bridge: str = None   # bridge: the bridge libvirt adds it to
+    virtualport: str = None     # bridge: 'openvswitch' (libvirt adds...
+    interface_id: str = None    # ...the OVS port with this iface-id)
 
 
 def _mtu(vif):
@@ -64,6 +88,8 @@ def interface(vif):
     mac = vif.get('address')
     if not mac:
         raise VifError(_('port %s has no MAC address') % port)
+    if vif_type == network_model.VIF_TYPE_OVS:
+        return _ovs_interface(vif, mac.lower())
     details = vif.get('details') or {}
     source = details.get(network_model.VIF_DETAILS_MACVTAP_SOURCE)
     mode = details.get(network_model.VIF_DETAILS_MACVTAP_MODE)
@@ -76,6 +102,51 @@ def interface(vif):
                        {'port': port, 'mode': mode})
     return Interface(port_id=port, mac=mac.lower(), type='direct',
                      source_dev=source, source_mode=mode, mtu=_mtu(vif))
+
+
+def os_vif_object(vif):
+    """The os-vif object of a Nova VIF, as nova's libvirt driver makes it
+    (None for types os-vif has no plugin for, such as macvtap)."""
+    os_vif.objects.register_all()
+    return os_vif_util.nova_to_osvif_vif(vif)
+
+
+def _ovs_interface(vif, mac):
+    port = vif['id']
+    vnic_type = vif.get('vnic_type') or network_model.VNIC_TYPE_NORMAL
+    if vnic_type != network_model.VNIC_TYPE_NORMAL:
+        raise VifError(_('port %(port)s: vnic_type %(vnic)s (hardware '
+                         'offload) is not supported; Clear Containers plug '
+                         'OVS ports of vnic_type normal') %
+                       {'port': port, 'vnic': vnic_type})
+    if not (vif.get('network') or {}).get('bridge'):
+        raise VifError(_('port %s: the OVS binding names no bridge') % port)
+    try:
+        obj = os_vif_object(vif)
+    except Exception as e:
+        raise VifError(_('port %(port)s: cannot describe it to os-vif: '
+                         '%(err)s') % {'port': port, 'err': e})
+    common = dict(port_id=port, mac=mac, mtu=_mtu(vif),
+                  target_dev=obj.vif_name)
+    if isinstance(obj, osv_vifs.VIFBridge):
+        # hybrid plug: os-vif made the Linux bridge and its veth to OVS
+        return Interface(type='bridge', source_bridge=obj.bridge_name,
+                         **common)
+    profile = obj.port_profile
+    if _set(profile, 'create_tap'):
+        # os-vif created the OVS port and the tap: libvirt opens the tap
+        return Interface(type='ethernet', managed=False, **common)
+    if _set(profile, 'create_port'):
+        # os-vif created the OVS port; libvirt creates the tap by its name
+        return Interface(type='ethernet', **common)
+    # libvirt creates the tap and adds it to the OVS bridge itself
+    return Interface(type='bridge', source_bridge=obj.bridge_name,
+                     virtualport='openvswitch',
+                     interface_id=profile.interface_id, **common)
+
+
+def _set(obj, field):
+    return field in obj.fields and field in obj and bool(getattr(obj, field))
 
 
 def interfaces(network_info):

@@ -1,14 +1,18 @@
 """A provider network on this machine, for tests: a veth pair whose root
 end is the macvtap lower device and whose peer lives in a network namespace
 with the network's gateway address (it stands in for the router and for a
-client).  Only addresses inside that namespace and the guests are used."""
+client).  Only addresses inside that namespace and the guests are used.
+:class:`OvsNetwork` puts the same on an Open vSwitch bridge."""
 
+import os
 import subprocess
 import sys
 import time
 import uuid
 
 import fixtures
+
+from tests.functional import services
 
 
 def _ip(*args, check=True):
@@ -92,3 +96,34 @@ def allmulticast_like_the_agent(mac):
     assert devices, 'no macvtap device with %s' % mac
     for dev in devices:
         _ip('link', 'set', 'dev', dev.split('@')[0], 'allmulticast', 'on')
+
+
+class OvsNetwork(ProviderNetwork):
+    """The same network on an Open vSwitch bridge of the tests' own
+    ovs-vswitchd (userspace datapath, :func:`services.ensure_ovs`): the
+    root end of the namespace's veth is a port of the bridge, the guests'
+    taps are others."""
+
+    def __init__(self, prefix='10.80.0'):
+        super().__init__(prefix)
+
+    def _setUp(self):
+        services.ensure_ovs()
+        self.bridge = 'ncb%s' % uuid.uuid4().hex[:8]
+        services.vsctl('add-br', self.bridge, '--', 'set', 'bridge',
+                       self.bridge, 'datapath_type=netdev')
+        self.addCleanup(services.vsctl, '--if-exists', 'del-br', self.bridge,
+                        check=False)
+        super()._setUp()
+        services.vsctl('add-port', self.bridge, self.lower)
+        self.addCleanup(services.vsctl, '--if-exists', 'del-port',
+                        self.bridge, self.lower, check=False)
+
+    def ports(self):
+        """The bridge's ports besides the namespace's veth."""
+        return [p for p in services.vsctl(
+            'list-ports', self.bridge).split() if p != self.lower]
+
+
+def net_device_exists(name):
+    return os.path.exists(os.path.join('/sys/class/net', name))

@@ -1,4 +1,4 @@
-"""Real libvirtd + virtlogd for functional tests.
+"""Real libvirtd + virtlogd (and Open vSwitch) for functional tests.
 
 The fixture reuses running daemons.  When none runs, it starts
 ``virtlogd -d`` and ``libvirtd -d`` and stops them (by PID) when the last
@@ -34,16 +34,16 @@ def libvirt_alive():
     return True
 
 
-def _read_state():
+def _read_state(path=STATE):
     try:
-        with open(STATE) as f:
+        with open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return {'started': {}, 'users': []}
 
 
-def _write_state(state):
-    with open(STATE, 'w') as f:
+def _write_state(state, path=STATE):
+    with open(path, 'w') as f:
         json.dump(state, f)
 
 
@@ -129,3 +129,141 @@ class LibvirtDaemons(fixtures.Fixture):
 
     def _setUp(self):
         ensure_libvirt()
+
+
+# -- Open vSwitch, userspace datapath ----------------------------------------
+# There is no openvswitch kernel module on these hosts: ovs-vswitchd runs
+# its userspace datapath, so bridges need datapath_type=netdev.  The
+# daemons get their own database and run directory (their unixctl and
+# bridge management sockets too, through OVS_RUNDIR): nothing is shared
+# with a system Open vSwitch.
+OVS_DIR = '/run/nova-clear-ft-ovs'
+OVS_DB_SOCK = os.path.join(OVS_DIR, 'db.sock')
+OVS_STATE = OVS_DIR + '.json'
+OVS_LOCK = OVS_STATE + '.lock'
+OVS_SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema'
+
+
+def vsctl(*args, check=True, timeout=10):
+    """ovs-vsctl on the tests' database."""
+    return subprocess.run(
+        ('ovs-vsctl', '--db=unix:' + OVS_DB_SOCK, '--timeout=%d' % timeout)
+        + args, check=check, capture_output=True, text=True).stdout
+
+
+def _ovs_pid(name):
+    try:
+        with open(os.path.join(OVS_DIR, name + '.pid')) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def ovs_alive():
+    if not (_ovs_pid('ovsdb-server') and _ovs_pid('ovs-vswitchd')):
+        return False
+    try:
+        vsctl('show', timeout=5)
+    except subprocess.CalledProcessError:
+        return False
+    return True
+
+
+def _start_ovs():
+    """Start what is missing; return {name: pid} of what was started."""
+    os.makedirs(OVS_DIR, exist_ok=True)
+    env = dict(os.environ, OVS_RUNDIR=OVS_DIR, OVS_DBDIR=OVS_DIR,
+               OVS_LOGDIR=OVS_DIR)
+    started = {}
+    common = ['--detach', '--no-chdir']
+
+    def opts(name):
+        return ['--pidfile=%s/%s.pid' % (OVS_DIR, name),
+                '--unixctl=%s/%s.ctl' % (OVS_DIR, name),
+                '--log-file=%s/%s.log' % (OVS_DIR, name)]
+    if not _ovs_pid('ovsdb-server'):
+        db = os.path.join(OVS_DIR, 'conf.db')
+        if os.path.exists(db):
+            os.unlink(db)    # a fresh database: no bridges of a past run
+        subprocess.run(['ovsdb-tool', 'create', db, OVS_SCHEMA], check=True)
+        subprocess.run(['ovsdb-server', db, '--remote=punix:' + OVS_DB_SOCK]
+                       + common + opts('ovsdb-server'), check=True, env=env)
+        started['ovsdb-server'] = _ovs_pid('ovsdb-server')
+        vsctl('--no-wait', 'init')
+        # Without it the userspace datapath forwards what it reads from a
+        # kernel device (AF_PACKET) as is: a virtio-net guest's TCP
+        # segments (and a veth's) carry partial checksums, which the
+        # receiver drops (InCsumErrors; ICMP and ARP pass, TCP does not).
+        # With it OVS reads and writes the kernel's virtio-net headers and
+        # the kernel completes the checksums.  Read at ovs-vswitchd start.
+        vsctl('--no-wait', 'set', 'Open_vSwitch', '.',
+              'other_config:userspace-tso-enable=true')
+    if not _ovs_pid('ovs-vswitchd'):
+        subprocess.run(['ovs-vswitchd', 'unix:' + OVS_DB_SOCK]
+                       + common + opts('ovs-vswitchd'), check=True, env=env)
+        started['ovs-vswitchd'] = _ovs_pid('ovs-vswitchd')
+    for _ in range(100):
+        if ovs_alive():
+            return started
+        time.sleep(0.1)
+    raise RuntimeError('Open vSwitch started in %s but does not answer'
+                       % OVS_DIR)
+
+
+_ovs_acquired = False
+
+
+def ensure_ovs():
+    """Make sure ovsdb-server and ovs-vswitchd answer at
+    :data:`OVS_DB_SOCK` until this process exits; the last test process
+    to exit stops (by PID) what the tests started."""
+    global _ovs_acquired
+    if _ovs_acquired and ovs_alive():
+        return
+    os.makedirs(OVS_DIR, exist_ok=True)
+    with open(OVS_LOCK, 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = _read_state(OVS_STATE)
+        state['users'] = [p for p in state['users'] if _pid_alive(p)]
+        # Daemons a killed test process started are still the tests' own.
+        state['started'] = {n: p for n, p in state['started'].items()
+                            if _pid_alive(p)}
+        if not ovs_alive():
+            state['started'].update(_start_ovs())
+        if os.getpid() not in state['users']:
+            state['users'].append(os.getpid())
+        _write_state(state, OVS_STATE)
+    if not _ovs_acquired:
+        atexit.register(_release_ovs)
+        _ovs_acquired = True
+
+
+def _release_ovs():
+    with open(OVS_LOCK, 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = _read_state(OVS_STATE)
+        state['users'] = [p for p in state['users']
+                          if p != os.getpid() and _pid_alive(p)]
+        if not state['users']:
+            for name in ('ovs-vswitchd', 'ovsdb-server'):
+                pid = state['started'].pop(name, None)
+                if pid and _pid_alive(pid):
+                    os.kill(pid, signal.SIGTERM)
+                    # Gone before the lock is released: a test process
+                    # starting now must not reuse a dying daemon (a new
+                    # ovs-vswitchd beside the old one broke a port).
+                    _wait_exit(pid)
+        _write_state(state, OVS_STATE)
+
+
+def _wait_exit(pid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                if f.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                    return      # exited; its parent has not reaped it
+        except (OSError, IndexError):
+            return
+        time.sleep(0.05)

@@ -3,6 +3,7 @@ driver's plug flow (Neutron events) with a fake libvirt and virtapi."""
 
 import contextlib
 import os
+import threading
 
 import fixtures
 import testtools
@@ -11,22 +12,26 @@ import libvirt
 from nova.compute import power_state
 from nova import exception
 from nova.network import model as network_model
+from os_vif import exception as osv_exception
 
 from nova_clear import domain
 from nova_clear import exception as clear_exc
 from nova_clear.guest import network as guest_network
 from nova_clear import vif as clear_vif
+from nova_clear import vif_plug
 from tests.unit import test_domain
 from tests.unit import test_driver
 
 MAC1 = 'FA:16:3E:00:00:01'
 MAC2 = 'fa:16:3e:00:00:02'
+NET_ID = '0e7e6c4b-0000-4000-8000-00000000000a'
 
 
 def make_vif(port='port-1', mac=MAC1, vif_type='macvtap', source='phys0',
              mode='bridge', mtu=1450, cidr='10.77.0.0/24', ip='10.77.0.11',
              gateway='10.77.0.1', dns=('10.77.0.1',), routes=(),
-             active=False, extra_subnets=()):
+             active=False, extra_subnets=(), bridge=None, details=None,
+             **vif_kw):
     subnets = []
     if cidr:
         subnets.append(network_model.Subnet(
@@ -39,14 +44,40 @@ def make_vif(port='port-1', mac=MAC1, vif_type='macvtap', source='phys0',
                 cidr=c, gateway=network_model.IP(address=g))
                 for c, g in routes]))
     subnets.extend(extra_subnets)
-    network = network_model.Network(id='net-1', bridge=None, label='clear',
-                                    subnets=subnets, mtu=mtu)
+    network = network_model.Network(id=NET_ID, bridge=bridge,
+                                    label='clear', subnets=subnets, mtu=mtu)
+    if details is None:
+        details = {network_model.VIF_DETAILS_MACVTAP_SOURCE: source,
+                   network_model.VIF_DETAILS_MACVTAP_MODE: mode,
+                   network_model.VIF_DETAILS_PHYS_INTERFACE: source}
+    vif_kw.setdefault('vnic_type', network_model.VNIC_TYPE_NORMAL)
     return network_model.VIF(
         id=port, address=mac, network=network, type=vif_type,
-        details={network_model.VIF_DETAILS_MACVTAP_SOURCE: source,
-                 network_model.VIF_DETAILS_MACVTAP_MODE: mode,
-                 network_model.VIF_DETAILS_PHYS_INTERFACE: source},
-        vnic_type=network_model.VNIC_TYPE_NORMAL, active=active)
+        details=details, active=active, **vif_kw)
+
+
+def ovs_details(datapath_type='system', **extra):
+    """vif_details as Neutron's openvswitch (and ovn) mechanism drivers
+    bind a port of vnic_type normal."""
+    details = {network_model.VIF_DETAILS_PORT_FILTER: True,
+               network_model.VIF_DETAILS_OVS_HYBRID_PLUG: False,
+               network_model.VIF_DETAILS_OVS_DATAPATH_TYPE: datapath_type,
+               network_model.VIF_DETAILS_BRIDGE_NAME: 'br-int',
+               'connectivity': 'l2'}
+    details.update(extra)
+    return details
+
+
+def make_ovs_vif(port='11111111-2222-3333-4444-555555555555', mac=MAC1,
+                 bridge='br-int', details=None, delegate_create=True,
+                 **kw):
+    """A Nova VIF of an OVS port as nova's Neutron API builds it (tap
+    name from the port id, iface-id, delegate_create)."""
+    return make_vif(port=port, mac=mac, vif_type='ovs', bridge=bridge,
+                    details=ovs_details() if details is None else details,
+                    devname=('tap' + port)[:network_model.NIC_NAME_LEN],
+                    ovs_interfaceid=port, delegate_create=delegate_create,
+                    **kw)
 
 
 class TestInterfaces(testtools.TestCase):
@@ -62,10 +93,56 @@ class TestInterfaces(testtools.TestCase):
 
     def test_unsupported_type_names_port_and_type(self):
         err = self.assertRaises(clear_vif.VifError, clear_vif.interface,
-                                make_vif(vif_type='ovs'))
+                                make_vif(vif_type='vhostuser'))
         self.assertIn('port-1', str(err))
-        self.assertIn('ovs', str(err))
-        self.assertIn('macvtap', str(err))
+        self.assertIn('vhostuser', str(err))
+        self.assertIn('macvtap, ovs', str(err))
+
+    def test_ovs_port_os_vif_creates_port(self):
+        # nova's Neutron API always sets delegate_create: os-vif creates
+        # the OVS port, libvirt the tap of that name
+        iface = clear_vif.interface(make_ovs_vif())
+        self.assertEqual(clear_vif.Interface(
+            port_id='11111111-2222-3333-4444-555555555555', mac=MAC1.lower(),
+            type='ethernet', mtu=1450, target_dev='tap11111111-22'), iface)
+
+    def test_ovs_port_os_vif_creates_tap(self):
+        iface = clear_vif.interface(make_ovs_vif(details=ovs_details(
+            **{network_model.VIF_DETAILS_OVS_CREATE_TAP: True})))
+        self.assertEqual(('ethernet', False, 'tap11111111-22'),
+                         (iface.type, iface.managed, iface.target_dev))
+
+    def test_ovs_port_libvirt_adds_it(self):
+        iface = clear_vif.interface(make_ovs_vif(delegate_create=False))
+        self.assertEqual(
+            ('bridge', 'br-int', 'openvswitch',
+             '11111111-2222-3333-4444-555555555555', 'tap11111111-22'),
+            (iface.type, iface.source_bridge, iface.virtualport,
+             iface.interface_id, iface.target_dev))
+
+    def test_ovs_hybrid_plug(self):
+        iface = clear_vif.interface(make_ovs_vif(details=ovs_details(
+            **{network_model.VIF_DETAILS_OVS_HYBRID_PLUG: True})))
+        self.assertEqual(('bridge', 'qbr11111111-22', None),
+                         (iface.type, iface.source_bridge, iface.virtualport))
+
+    def test_ovs_refusals_name_the_port(self):
+        err = self.assertRaises(
+            clear_vif.VifError, clear_vif.interface,
+            make_ovs_vif(vnic_type=network_model.VNIC_TYPE_DIRECT))
+        self.assertIn('11111111-2222-3333-4444-555555555555', str(err))
+        self.assertIn('vnic_type direct', str(err))
+        err = self.assertRaises(clear_vif.VifError, clear_vif.interface,
+                                make_ovs_vif(bridge=None))
+        self.assertIn('names no bridge', str(err))
+
+    def test_os_vif_object(self):
+        self.assertIsNone(clear_vif.os_vif_object(make_vif()))
+        obj = clear_vif.os_vif_object(make_ovs_vif(
+            details=ovs_details('netdev')))
+        self.assertEqual('ovs', obj.plugin)
+        self.assertEqual('netdev', obj.port_profile.datapath_type)
+        self.assertTrue(obj.port_profile.create_port)
 
     def test_binding_failed(self):
         for t in ('binding_failed', 'unbound'):
@@ -175,6 +252,51 @@ class TestInterfaceXml(testtools.TestCase):
         root = test_domain._xml()
         self.assertIsNone(root.find('devices/interface'))
 
+    def _ovs_xml(self, **kw):
+        root = test_domain._xml(
+            interfaces=clear_vif.interfaces([make_ovs_vif(**kw)]))
+        return root.find('devices/interface')
+
+    def test_ovs_ethernet_interface(self):
+        iface = self._ovs_xml()
+        self.assertEqual('ethernet', iface.get('type'))
+        self.assertEqual(MAC1.lower(), iface.find('mac').get('address'))
+        self.assertEqual({'dev': 'tap11111111-22'},
+                         iface.find('target').attrib)
+        self.assertIsNone(iface.find('source'))
+        self.assertIsNone(iface.find('virtualport'))
+        self.assertEqual('virtio', iface.find('model').get('type'))
+        self.assertEqual('1450', iface.find('mtu').get('size'))
+        self.assertEqual('virtio-mmio', iface.find('address').get('type'))
+
+    def test_ovs_tap_made_by_os_vif_is_not_managed(self):
+        iface = self._ovs_xml(details=ovs_details(
+            **{network_model.VIF_DETAILS_OVS_CREATE_TAP: True}))
+        self.assertEqual('ethernet', iface.get('type'))
+        self.assertEqual({'dev': 'tap11111111-22', 'managed': 'no'},
+                         iface.find('target').attrib)
+
+    def test_ovs_bridge_with_virtualport(self):
+        iface = self._ovs_xml(delegate_create=False, mtu=None)
+        self.assertEqual('bridge', iface.get('type'))
+        self.assertEqual({'bridge': 'br-int'}, iface.find('source').attrib)
+        self.assertEqual('openvswitch',
+                         iface.find('virtualport').get('type'))
+        self.assertEqual(
+            {'interfaceid': '11111111-2222-3333-4444-555555555555'},
+            iface.find('virtualport/parameters').attrib)
+        self.assertEqual('tap11111111-22',
+                         iface.find('target').get('dev'))
+        self.assertIsNone(iface.find('mtu'))
+
+    def test_ovs_hybrid_bridge(self):
+        iface = self._ovs_xml(details=ovs_details(
+            **{network_model.VIF_DETAILS_OVS_HYBRID_PLUG: True}))
+        self.assertEqual('bridge', iface.get('type'))
+        self.assertEqual({'bridge': 'qbr11111111-22'},
+                         iface.find('source').attrib)
+        self.assertIsNone(iface.find('virtualport'))
+
 
 class FakeEventVirtAPI:
     """wait_for_instance_event as nova's ComputeVirtAPI behaves: plans the
@@ -267,8 +389,8 @@ class TestDriverPlugging(test_driver.DriverTestCase):
     def test_unpluggable_port_refused_before_anything(self):
         inst = self.instance()
         err = self.assertRaises(clear_exc.PortNotPluggable, self.spawn, inst,
-                                network_info=[make_vif(vif_type='ovs')])
-        self.assertIn('VIF type ovs', str(err))
+                                network_info=[make_vif(vif_type='vhostuser')])
+        self.assertIn('VIF type vhostuser', str(err))
         self.assertEqual([], self.virtapi.waited)
         self.assertEqual({}, self.conn.domains)
         self.assertFalse(os.path.exists(self.inst_dir(inst)))
@@ -297,3 +419,157 @@ class TestDriverPlugging(test_driver.DriverTestCase):
         self.drv.plug_vifs(self.instance(), [make_vif()])
         self.assertRaises(clear_exc.PortNotPluggable, self.drv.plug_vifs,
                           self.instance(), [make_vif(vif_type='bridge')])
+
+
+class TestDriverOsVif(test_driver.DriverTestCase):
+    """The driver's os-vif calls (os_vif itself faked: the functional test
+    plugs into a real Open vSwitch)."""
+
+    PORT = '11111111-2222-3333-4444-555555555555'
+
+    def setUp(self):
+        super().setUp()
+        self.virtapi = FakeEventVirtAPI()
+        self.drv.virtapi = self.virtapi
+        self.conf.config(vif_plugging_timeout=42)
+        self.calls = []
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_clear.vif_plug._initialized', False))
+        self.init = self.useFixture(fixtures.MockPatch(
+            'os_vif.initialize')).mock
+        self.plug = self.useFixture(fixtures.MockPatch(
+            'os_vif.plug', side_effect=lambda vif, info: self.calls.append(
+                ('plug', vif.id, info.uuid)))).mock
+        self.unplug = self.useFixture(fixtures.MockPatch(
+            'os_vif.unplug', side_effect=lambda vif, info: self.calls.append(
+                ('unplug', vif.id, info.uuid)))).mock
+        orig = self.drv._start
+
+        def start(instance, dom, files, paused=False):
+            self.calls.append(('start', paused))
+            orig(instance, dom, files, paused=paused)
+        self.drv._start = start
+
+    def test_spawn_plugs_before_start_inside_the_wait(self):
+        inst = self.instance()
+        vif = make_ovs_vif(active=False)
+        self.spawn(inst, network_info=[vif])
+        self.assertEqual([('plug', self.PORT, inst.uuid), ('start', True)],
+                         self.calls)
+        self.assertEqual([([('network-vif-plugged', self.PORT)], 42)],
+                         self.virtapi.waited)
+        obj = self.plug.call_args[0][0]
+        self.assertEqual('VIFOpenVSwitch', obj.obj_name())
+        self.assertTrue(obj.port_profile.create_port)
+        self.assertEqual('tap11111111-22', obj.vif_name)
+        self.init.assert_called_once_with()
+        with open(os.path.join(self.inst_dir(inst), 'domain.xml')) as f:
+            xml = f.read()
+        self.assertIn('<interface type="ethernet">', xml)
+        self.assertIn('<target dev="tap11111111-22" />', xml)
+        self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+
+    def test_port_up_plugs_without_waiting(self):
+        self.spawn(self.instance(), network_info=[make_ovs_vif(active=True)])
+        self.assertEqual(['plug', 'start'], [c[0] for c in self.calls])
+        self.assertEqual([], self.virtapi.waited)
+
+    def test_macvtap_needs_no_os_vif(self):
+        self.useFixture(fixtures.MockPatch('nova_clear.vif.check_host'))
+        inst = self.instance()
+        self.spawn(inst, network_info=[make_vif(active=True)])
+        self.drv.destroy(self.ctx, inst, [make_vif(active=True)])
+        self.assertEqual([('start', False)], self.calls)
+        self.init.assert_not_called()
+
+    def test_plug_failure_names_port_and_leaves_nothing(self):
+        def fail(vif, info):
+            raise osv_exception.PlugException(
+                vif=vif, err=RuntimeError('Could not connect to ovsdb'))
+        self.plug.side_effect = fail
+        inst = self.instance()
+        err = self.assertRaises(clear_exc.PortNotPluggable, self.spawn, inst,
+                                network_info=[make_ovs_vif()])
+        self.assertIn('os-vif could not plug port %s (ovs on br-int): '
+                      'Could not connect to ovsdb' % self.PORT, str(err))
+        self.assertEqual([('unplug', self.PORT, inst.uuid)], self.calls)
+        self.assertEqual({}, self.conn.domains)
+        self.assertFalse(os.path.exists(self.inst_dir(inst)))
+
+    def test_start_failure_unplugs(self):
+        def start(instance, dom, files, paused=False):
+            raise clear_exc.ClearContainerStartFailed(name='x', reason='boom')
+        self.drv._start = start
+        inst = self.instance()
+        self.assertRaises(clear_exc.ClearContainerStartFailed, self.spawn,
+                          inst, network_info=[make_ovs_vif(active=True)])
+        self.assertEqual(['plug', 'unplug'], [c[0] for c in self.calls])
+        self.assertEqual({}, self.conn.domains)
+
+    def test_destroy_removes_domain_then_unplugs(self):
+        inst = self.instance()
+        info = [make_ovs_vif(active=True),
+                make_ovs_vif('66666666-7777-8888-9999-000000000000', MAC2,
+                             active=True)]
+        self.spawn(inst, network_info=info)
+        self.calls.clear()
+        orig = self.drv._remove_domain
+
+        def remove(instance, dom=None):
+            self.calls.append(('remove',))
+            orig(instance, dom)
+        self.drv._remove_domain = remove
+        self.drv.destroy(self.ctx, inst, info)
+        self.assertEqual(
+            [('remove',), ('unplug', self.PORT, inst.uuid),
+             ('unplug', '66666666-7777-8888-9999-000000000000', inst.uuid)],
+            self.calls)
+        self.assertEqual({}, self.conn.domains)
+
+    def test_unplug_failure_is_logged_not_raised(self):
+        inst = self.instance()
+        self.spawn(inst, network_info=[make_ovs_vif(active=True)])
+        logs = self.useFixture(fixtures.FakeLogger())
+
+        def fail(vif, info):
+            raise osv_exception.UnplugException(
+                vif=vif, err=RuntimeError('ovsdb gone'))
+        self.unplug.side_effect = fail
+        self.drv.destroy(self.ctx, inst, [make_ovs_vif(active=True)])
+        self.assertEqual({}, self.conn.domains)
+        self.assertFalse(os.path.exists(self.inst_dir(inst)))
+        self.assertIn('os-vif could not unplug port %s: ovsdb gone'
+                      % self.PORT, logs.output)
+
+    def test_restarts_replug_and_plug_vifs_plugs(self):
+        inst = self.instance()
+        vif = make_ovs_vif(active=True)
+        self.spawn(inst, network_info=[vif])
+        # as nova's libvirt driver: a hard reboot (and power on) unplugs
+        # and plugs again, without waiting for Neutron
+        self.drv.reboot(self.ctx, inst, [vif], 'HARD')
+        self.assertEqual(['plug', 'start', 'unplug', 'plug', 'start'],
+                         [c[0] for c in self.calls])
+        self.calls.clear()
+        self.drv.power_off(inst)
+        self.drv.power_on(self.ctx, inst, [vif])
+        self.assertEqual(['unplug', 'plug', 'start'],
+                         [c[0] for c in self.calls])
+        self.calls.clear()
+        self.drv.suspend(self.ctx, inst)
+        self.drv.resume(self.ctx, inst, [vif])
+        self.assertEqual(['unplug', 'plug', 'start'],
+                         [c[0] for c in self.calls])
+        self.calls.clear()
+        self.drv.plug_vifs(inst, [vif])
+        self.assertEqual(['plug'], [c[0] for c in self.calls])
+        self.assertEqual([], self.virtapi.waited)
+
+    def test_initialize_once_from_many_threads(self):
+        threads = [threading.Thread(target=vif_plug.initialize)
+                   for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.init.assert_called_once_with()

@@ -1,0 +1,96 @@
+"""Plugging and unplugging ports on the host with os-vif.
+
+Ports whose VIF type has an os-vif plugin (``ovs``) are plugged here
+before the domain starts and unplugged when the instance goes away, as
+nova's libvirt driver does; the libvirt interface that matches what os-vif
+did comes from :func:`nova_clear.vif.interface`.  macvtap ports have no
+os-vif plugin: libvirt creates and removes their devices, nothing is done
+here.
+
+os-vif is configured in nova-compute's configuration, like for nova's
+libvirt driver: ``[os_vif_ovs]`` (``ovsdb_connection``, ``isolate_vif``,
+...) and its privsep daemon in ``[vif_plug_ovs_privileged]``.
+"""
+
+import threading
+
+import os_vif
+from os_vif import exception as osv_exception
+from oslo_log import log as logging
+
+from nova.network import os_vif_util
+
+from nova_clear import exception as clear_exc
+from nova_clear.i18n import _
+from nova_clear import vif as clear_vif
+
+LOG = logging.getLogger(__name__)
+
+_init_lock = threading.Lock()
+_initialized = False
+
+
+def initialize():
+    """Load the os-vif plugins once per process (thread-safe)."""
+    global _initialized
+    if _initialized:
+        return
+    with _init_lock:
+        if not _initialized:
+            os_vif.initialize()
+            _initialized = True
+
+
+def _os_vif_ports(network_info):
+    """(Nova VIF, os-vif VIF) of the ports os-vif plugs."""
+    for vif in network_info or ():
+        if vif.get('type') in clear_vif.OS_VIF_TYPES:
+            obj = clear_vif.os_vif_object(vif)
+            if obj is not None:
+                yield vif, obj
+
+
+def plug(instance, network_info):
+    """Plug every os-vif port of the instance (idempotent), or raise
+    :class:`~nova_clear.exception.PortNotPluggable` naming the port."""
+    ports = list(_os_vif_ports(network_info))
+    if not ports:
+        return
+    initialize()
+    info = os_vif_util.nova_to_osvif_instance(instance)
+    for vif, obj in ports:
+        try:
+            os_vif.plug(obj, info)
+        except osv_exception.ExceptionBase as e:
+            raise clear_exc.PortNotPluggable(
+                name=instance.name,
+                reason=_('os-vif could not plug port %(port)s (%(type)s on '
+                         '%(bridge)s): %(err)s') %
+                {'port': vif['id'], 'type': vif['type'],
+                 'bridge': vif['network']['bridge'], 'err': _cause(e)})
+
+
+def unplug(instance, network_info):
+    """Unplug every os-vif port of the instance.  Ports already gone are
+    fine; failures are logged, never raised (the instance is going away).
+    """
+    ports = list(_os_vif_ports(network_info))
+    if not ports:
+        return
+    initialize()
+    info = os_vif_util.nova_to_osvif_instance(instance)
+    for vif, obj in ports:
+        try:
+            os_vif.unplug(obj, info)
+        except Exception as e:
+            LOG.warning('os-vif could not unplug port %(port)s: %(err)s',
+                        {'port': vif['id'], 'err': _cause(e)},
+                        instance=instance)
+
+
+def _cause(e):
+    # os-vif's PlugException repeats the whole VIF object; its cause is
+    # what the operator needs.
+    err = getattr(e, 'kwargs', {}).get('err') if isinstance(
+        e, osv_exception.ExceptionBase) else None
+    return err if err is not None else e
