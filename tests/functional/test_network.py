@@ -72,10 +72,12 @@ class TestNetwork(base.FunctionalTestCase):
         client_vif = self._vif(12)
         client = self._spawn(
             self._container(CLIENT_CMD % self.net.address(11)), [client_vif])
-        text = self.wait_console(self.drv, client, 'client-done')
-        self.assertIn('page from %s' % server.hostname, text)
+        # one macvtap each (the client's goes when its workload ends and
+        # the guest powers off)
         self.assertEqual(2, len(provider_net.macvtaps_with(
             [server_vif['address'], client_vif['address']])))
+        text = self.wait_console(self.drv, client, 'client-done')
+        self.assertIn('page from %s' % server.hostname, text)
 
         for inst in (server, client):
             self.drv.destroy(self.context, inst, [server_vif, client_vif])

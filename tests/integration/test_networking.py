@@ -140,7 +140,8 @@ class TestNetworking(base.IntegrationTestCase):
         err = self.assertRaises(
             sdk_exc.HttpException, self.conn.compute.create_server_interface,
             server, port_id=port.id)
-        self.assertIn('not supported', str(err))
+        self.assertEqual(400, err.status_code)
+        self.assertIn('Attaching interfaces is not supported', str(err))
         self.assertEqual(1, len(self.ports(server)))
         self.assertEqual('ACTIVE', self.conn.compute.get_server(
             server).status)
