@@ -100,6 +100,10 @@ SUBNET = 'clear-subnet'
 SUBNET_CIDR = '10.77.0.0/24'
 GATEWAY = '10.77.0.1'
 POOL = ('10.77.0.10', '10.77.0.250')
+# dual stack: Neutron allocates fixed IPv6 addresses (no RA, no DHCPv6)
+SUBNET6 = 'clear-subnet6'
+SUBNET6_CIDR = 'fd00:77::/64'
+GATEWAY6 = 'fd00:77::1'
 MACVTAP_AGENT_TYPE = 'Macvtap agent'
 FLAVORS = {
     # name: (ram MiB, vcpus, disk GB, extra specs)
@@ -403,6 +407,10 @@ def provider_host_up():
             raise Failure('provider network on the host: %s' % problem,
                           log_path('network'))
         created = True
+    # The IPv6 gateway, added in place (hosts set up before dual stack keep
+    # their veth and the guests' macvtaps on it); no duplicate detection.
+    _ip('addr', 'replace', '%s/%s' % (GATEWAY6, SUBNET6_CIDR.split('/')[1]),
+        'dev', PEER_IF, 'nodad', ns=PROVIDER_NETNS)
     state = load_state()
     state['network'] = dict(state.get('network') or {}, **network_names())
     state['network']['host_created'] = created
@@ -414,7 +422,8 @@ def network_names():
             'peer_interface': PEER_IF, 'netns': PROVIDER_NETNS,
             'network': NETWORK, 'subnet': SUBNET, 'cidr': SUBNET_CIDR,
             'gateway': GATEWAY, 'allocation_pool': list(POOL),
-            'macvtap_mode': 'bridge'}
+            'subnet6': SUBNET6, 'cidr6': SUBNET6_CIDR,
+            'gateway6': GATEWAY6, 'macvtap_mode': 'bridge'}
 
 
 def provider_host_down():
@@ -1090,9 +1099,20 @@ def provider_network(conn):
         changes = {k: v for k, v in want.items() if getattr(sub, k) != v}
         if changes:
             sub = net_api.update_subnet(sub, **changes)
+    sub6 = net_api.find_subnet(SUBNET6, network_id=net.id)
+    if sub6 is None:
+        sub6 = net_api.create_subnet(
+            name=SUBNET6, network_id=net.id, ip_version=6,
+            cidr=SUBNET6_CIDR, gateway_ip=GATEWAY6, is_dhcp_enabled=False)
+        say('created subnet %s %s, gateway %s, no DHCP, no RA'
+            % (SUBNET6, SUBNET6_CIDR, GATEWAY6))
+    elif sub6.cidr != SUBNET6_CIDR:
+        raise Failure('subnet %s exists as %s, not %s: delete it and start '
+                      'again' % (SUBNET6, sub6.cidr, SUBNET6_CIDR))
     state = load_state()
     state['network'] = dict(state.get('network') or {}, **network_names())
-    state['network'].update(network_id=net.id, subnet_id=sub.id)
+    state['network'].update(network_id=net.id, subnet_id=sub.id,
+                            subnet6_id=sub6.id)
     save_state(state)
 
 

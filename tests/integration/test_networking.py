@@ -59,9 +59,9 @@ class TestNetworking(base.IntegrationTestCase):
         self.addCleanup(self.delete, server.id)
         return self.wait_status(server, 'ACTIVE') if wait else server
 
-    def address(self, server):
+    def address(self, server, version=4):
         addrs = server.addresses[self.net['network']]
-        return [a['addr'] for a in addrs if a['version'] == 4][0]
+        return [a['addr'] for a in addrs if a['version'] == version][0]
 
     def ports(self, server):
         return list(self.conn.network.ports(device_id=server.id))
@@ -111,6 +111,21 @@ class TestNetworking(base.IntegrationTestCase):
         left = macvtaps() & {port.mac_address, client_mac}
         self.assertEqual(set(), left, 'macvtap devices left behind')
         self.assertEqual([], self.ports(server) + self.ports(client))
+
+    def test_dual_stack(self):
+        if not self.net.get('subnet6_id'):
+            self.skipTest('the all-in-one has no IPv6 subnet: run '
+                          'tools/allinone up')
+        server = self.boot('web6', self.container_image(SERVER_CMD))
+        ip4, ip6 = self.address(server), self.address(server, 6)
+        text = self.wait_console(server, 'serving')
+        self.assertIn('%s/24 %s/64' % (ip4, ip6), text)
+        self.assertNotIn('warning', text)
+        # IPv6 neighbour discovery reaches the guest (the macvtap agent
+        # sets ALLMULTICAST on its macvtap)
+        for url in ('http://%s/' % ip4, 'http://[%s]/' % ip6):
+            self.assertEqual('page from %s\n' % server.hostname,
+                             self.http_get(url))
 
     def test_port_that_fails_to_bind_faults_the_server(self):
         # a flat network on a physical network the host's agent does not map
