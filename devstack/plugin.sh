@@ -156,6 +156,11 @@ function nova_clear_provider_veth {
     sudo ip -n "$ns" link set dev lo up
     sudo ip -n "$ns" addr add \
         "$NOVA_CLEAR_NETWORK_GATEWAY/${NOVA_CLEAR_NETWORK_CIDR#*/}" dev "$peer"
+    if [[ -n $NOVA_CLEAR_SUBNET6 ]]; then
+        sudo ip -n "$ns" addr add \
+            "$NOVA_CLEAR_NETWORK6_GATEWAY/${NOVA_CLEAR_NETWORK6_CIDR#*/}" \
+            dev "$peer" nodad
+    fi
     sudo ip -n "$ns" link set dev "$peer" up
 }
 
@@ -186,6 +191,7 @@ function create_nova_clear_network {
             --provider-physical-network "$NOVA_CLEAR_PHYSICAL_NETWORK" \
             "$NOVA_CLEAR_NETWORK"
     fi
+    # shellcheck disable=SC2153 # both set in devstack/settings
     if ! nova_clear_openstack subnet show "$NOVA_CLEAR_SUBNET" >/dev/null 2>&1; then
         nova_clear_openstack subnet create --network "$NOVA_CLEAR_NETWORK" \
             --subnet-range "$NOVA_CLEAR_NETWORK_CIDR" \
@@ -193,6 +199,13 @@ function create_nova_clear_network {
             --allocation-pool "$NOVA_CLEAR_NETWORK_POOL" --no-dhcp \
             --dns-nameserver "$NOVA_CLEAR_NETWORK_GATEWAY" \
             "$NOVA_CLEAR_SUBNET"
+    fi
+    if [[ -n $NOVA_CLEAR_SUBNET6 ]] &&
+            ! nova_clear_openstack subnet show "$NOVA_CLEAR_SUBNET6" >/dev/null 2>&1; then
+        nova_clear_openstack subnet create --network "$NOVA_CLEAR_NETWORK" \
+            --ip-version 6 --subnet-range "$NOVA_CLEAR_NETWORK6_CIDR" \
+            --gateway "$NOVA_CLEAR_NETWORK6_GATEWAY" --no-dhcp \
+            "$NOVA_CLEAR_SUBNET6"
     fi
 }
 

@@ -96,3 +96,7 @@ class TestDevstackMacvtap(testtools.TestCase):
                       '--allocation-pool start=10.77.0.10,end=10.77.0.250 '
                       '--no-dhcp --dns-nameserver 10.77.0.1 clear-subnet',
                       proc.stdout)
+        self.assertIn('openstack --os-cloud devstack-admin subnet create '
+                      '--network clear-net --ip-version 6 '
+                      '--subnet-range fd00:77::/64 --gateway fd00:77::1 '
+                      '--no-dhcp clear-subnet6', proc.stdout)
