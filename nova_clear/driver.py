@@ -299,7 +299,8 @@ class ClearDriver(driver.ComputeDriver):
     def _files(self, instance):
         return storage.InstanceFiles(self.instances_path, instance.uuid)
 
-    def _boot_config(self, instance, files, network_info=None):
+    def _boot_config(self, instance, files, network_info=None,
+                     interfaces=None):
         assets = self.assets.load()
         rootfs = files.rootfs_ref()
         return domain.BootConfig(
@@ -322,7 +323,8 @@ class ClearDriver(driver.ComputeDriver):
             qboot_firmware=CONF['clear'].qboot_firmware,
             cmdline_extra=CONF['clear'].kernel_cmdline_extra,
             host=CONF.host,
-            interfaces=self._interfaces(instance, network_info),
+            interfaces=(interfaces if interfaces is not None
+                        else self._interfaces(instance, network_info)),
             network_args=tuple(guest_network.cmdline_args(network_info)),
         )
 
@@ -335,8 +337,9 @@ class ClearDriver(driver.ComputeDriver):
             raise clear_exc.PortNotPluggable(name=instance.name, reason=e)
         return ifaces
 
-    def _define(self, instance, image_meta, files, network_info=None):
-        boot = self._boot_config(instance, files, network_info)
+    def _define(self, instance, image_meta, files, network_info=None,
+                interfaces=None):
+        boot = self._boot_config(instance, files, network_info, interfaces)
         try:
             guest_network.check_length(
                 domain.kernel_cmdline(instance, image_meta, boot))
@@ -463,7 +466,7 @@ class ClearDriver(driver.ComputeDriver):
             raise exception.InstanceDeployFailure(
                 reason=_('volumes are not supported by Clear Containers'))
         # Refuse ports this host cannot plug before creating anything.
-        self._interfaces(instance, network_info)
+        interfaces = self._interfaces(instance, network_info)
         t0 = time.monotonic()
         files = self._files(instance)
         with _instance_lock(instance):
@@ -479,7 +482,7 @@ class ClearDriver(driver.ComputeDriver):
                                           admin_password, network_info,
                                           files)
                 dom = self._define(instance, image_meta, files,
-                                   network_info)
+                                   network_info, interfaces)
                 if power_on:
                     self._start_plugged(instance, dom, files, network_info)
                 else:
