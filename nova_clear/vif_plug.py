@@ -50,15 +50,21 @@ def _os_vif_ports(network_info):
                 yield vif, obj
 
 
+def _prepared(instance, network_info):
+    """(Nova VIF, os-vif VIF, os-vif instance info) of the ports os-vif
+    plugs; os-vif is initialised only when there is one."""
+    ports = list(_os_vif_ports(network_info))
+    if not ports:
+        return []
+    initialize()
+    info = os_vif_util.nova_to_osvif_instance(instance)
+    return [(vif, obj, info) for vif, obj in ports]
+
+
 def plug(instance, network_info):
     """Plug every os-vif port of the instance (idempotent), or raise
     :class:`~nova_clear.exception.PortNotPluggable` naming the port."""
-    ports = list(_os_vif_ports(network_info))
-    if not ports:
-        return
-    initialize()
-    info = os_vif_util.nova_to_osvif_instance(instance)
-    for vif, obj in ports:
+    for vif, obj, info in _prepared(instance, network_info):
         try:
             os_vif.plug(obj, info)
         except osv_exception.ExceptionBase as e:
@@ -74,12 +80,7 @@ def unplug(instance, network_info):
     """Unplug every os-vif port of the instance.  Ports already gone are
     fine; failures are logged, never raised (the instance is going away).
     """
-    ports = list(_os_vif_ports(network_info))
-    if not ports:
-        return
-    initialize()
-    info = os_vif_util.nova_to_osvif_instance(instance)
-    for vif, obj in ports:
+    for vif, obj, info in _prepared(instance, network_info):
         try:
             os_vif.unplug(obj, info)
         except Exception as e:

@@ -21,7 +21,6 @@ import libvirt
 
 URI = 'qemu:///system'
 STATE = '/run/nova-clear-functional-libvirt.json'
-LOCK = STATE + '.lock'
 PIDFILES = {'virtlogd': '/run/virtlogd.pid', 'libvirtd': '/run/libvirtd.pid'}
 
 
@@ -82,46 +81,12 @@ def _start_daemons():
     raise RuntimeError('libvirtd started but %s does not answer' % URI)
 
 
-_acquired = False
-
-
 def ensure_libvirt():
     """Make sure libvirtd answers at qemu:///system until this process exits.
 
     The last test process to exit stops what the tests started.
     """
-    global _acquired
-    if _acquired and libvirt_alive():
-        return
-    with open(LOCK, 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        state = _read_state()
-        state['users'] = [p for p in state['users'] if _pid_alive(p)]
-        if not state['users']:
-            state['started'] = {}
-        if not libvirt_alive():
-            state['started'].update(_start_daemons())
-        if os.getpid() not in state['users']:
-            state['users'].append(os.getpid())
-        _write_state(state)
-    if not _acquired:
-        atexit.register(_release)
-        _acquired = True
-
-
-def _release():
-    with open(LOCK, 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        state = _read_state()
-        state['users'] = [p for p in state['users']
-                          if p != os.getpid() and _pid_alive(p)]
-        if not state['users']:
-            # Stop only what the tests started, libvirtd first.
-            for name in ('libvirtd', 'virtlogd'):
-                pid = state['started'].pop(name, None)
-                if pid and _pid_alive(pid):
-                    os.kill(pid, signal.SIGTERM)
-        _write_state(state)
+    LIBVIRT.ensure()
 
 
 class LibvirtDaemons(fixtures.Fixture):
@@ -140,7 +105,6 @@ class LibvirtDaemons(fixtures.Fixture):
 OVS_DIR = '/run/nova-clear-ft-ovs'
 OVS_DB_SOCK = os.path.join(OVS_DIR, 'db.sock')
 OVS_STATE = OVS_DIR + '.json'
-OVS_LOCK = OVS_STATE + '.lock'
 OVS_SCHEMA = '/usr/share/openvswitch/vswitch.ovsschema'
 
 
@@ -211,50 +175,12 @@ def _start_ovs():
                        % OVS_DIR)
 
 
-_ovs_acquired = False
-
-
 def ensure_ovs():
     """Make sure ovsdb-server and ovs-vswitchd answer at
     :data:`OVS_DB_SOCK` until this process exits; the last test process
     to exit stops (by PID) what the tests started."""
-    global _ovs_acquired
-    if _ovs_acquired and ovs_alive():
-        return
     os.makedirs(OVS_DIR, exist_ok=True)
-    with open(OVS_LOCK, 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        state = _read_state(OVS_STATE)
-        state['users'] = [p for p in state['users'] if _pid_alive(p)]
-        # Daemons a killed test process started are still the tests' own.
-        state['started'] = {n: p for n, p in state['started'].items()
-                            if _pid_alive(p)}
-        if not ovs_alive():
-            state['started'].update(_start_ovs())
-        if os.getpid() not in state['users']:
-            state['users'].append(os.getpid())
-        _write_state(state, OVS_STATE)
-    if not _ovs_acquired:
-        atexit.register(_release_ovs)
-        _ovs_acquired = True
-
-
-def _release_ovs():
-    with open(OVS_LOCK, 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        state = _read_state(OVS_STATE)
-        state['users'] = [p for p in state['users']
-                          if p != os.getpid() and _pid_alive(p)]
-        if not state['users']:
-            for name in ('ovs-vswitchd', 'ovsdb-server'):
-                pid = state['started'].pop(name, None)
-                if pid and _pid_alive(pid):
-                    os.kill(pid, signal.SIGTERM)
-                    # Gone before the lock is released: a test process
-                    # starting now must not reuse a dying daemon (a new
-                    # ovs-vswitchd beside the old one broke a port).
-                    _wait_exit(pid)
-        _write_state(state, OVS_STATE)
+    OVS.ensure()
 
 
 def _wait_exit(pid, timeout=10):
@@ -267,3 +193,61 @@ def _wait_exit(pid, timeout=10):
         except (OSError, IndexError):
             return
         time.sleep(0.05)
+
+
+class SharedDaemons:
+    """Daemons the functional tests share across stestr's worker processes.
+
+    A reference count of test processes under a file lock: the first one
+    starts what is not running (``start`` returns {name: pid} of what it
+    started), every one registers, and the last one to exit stops, by PID
+    and in ``stop_order``, what the tests started - waiting for each to
+    exit, so that a test process starting meanwhile never reuses a dying
+    daemon.  Daemons a killed test process started stay the tests' own.
+    """
+
+    def __init__(self, state_path, alive, start, stop_order):
+        self.state_path = state_path
+        self.lock_path = state_path + '.lock'
+        self.alive = alive
+        self.start = start
+        self.stop_order = stop_order
+        self._acquired = False
+
+    def ensure(self):
+        if self._acquired and self.alive():
+            return
+        with open(self.lock_path, 'a') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = _read_state(self.state_path)
+            state['users'] = [p for p in state['users'] if _pid_alive(p)]
+            state['started'] = {n: p for n, p in state['started'].items()
+                                if _pid_alive(p)}
+            if not self.alive():
+                state['started'].update(self.start())
+            if os.getpid() not in state['users']:
+                state['users'].append(os.getpid())
+            _write_state(state, self.state_path)
+        if not self._acquired:
+            atexit.register(self.release)
+            self._acquired = True
+
+    def release(self):
+        with open(self.lock_path, 'a') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = _read_state(self.state_path)
+            state['users'] = [p for p in state['users']
+                              if p != os.getpid() and _pid_alive(p)]
+            if not state['users']:
+                for name in self.stop_order:
+                    pid = state['started'].pop(name, None)
+                    if pid and _pid_alive(pid):
+                        os.kill(pid, signal.SIGTERM)
+                        _wait_exit(pid)
+            _write_state(state, self.state_path)
+
+
+LIBVIRT = SharedDaemons(STATE, libvirt_alive, _start_daemons,
+                        ('libvirtd', 'virtlogd'))
+OVS = SharedDaemons(OVS_STATE, ovs_alive, _start_ovs,
+                    ('ovs-vswitchd', 'ovsdb-server'))
