@@ -24,7 +24,6 @@ import concurrent.futures
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import uuid
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TOOLS)
+from bench_stats import summary  # noqa: E402
 import boot_demo  # noqa: E402
 
 import fixtures  # noqa: E402
@@ -53,15 +53,6 @@ from tests.functional import images  # noqa: E402
 CONF = nova.conf.CONF
 MiB = 1024 * 1024
 FULLVM_MODULES = build.WANTED_MODULES + ('virtio_pci',)
-
-
-def summary(values):
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None
-    return {'median': round(statistics.median(vals), 3),
-            'min': round(min(vals), 3), 'max': round(max(vals), 3),
-            'n': len(vals), 'failures': len(values) - len(vals)}
 
 
 class Bench:

@@ -13,14 +13,15 @@ port may remain.  Writes ``network-bench.json`` and ``network-bench.png``.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(TOOLS))
+sys.path.insert(0, TOOLS)
 
+from bench_stats import summary  # noqa: E402
 from tests.integration import base  # noqa: E402
 
 LINE = 'disk-init: up on'
@@ -90,15 +91,6 @@ def boot(conn, state, name, network_id, timeout=300):
         r['delete'] = time.monotonic() - t1
     r['macvtaps_left'] = len(macs & macvtap_macs())
     return r
-
-
-def summary(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {'median': round(statistics.median(values), 3),
-            'min': round(min(values), 3), 'max': round(max(values), 3),
-            'n': len(values)}
 
 
 def plot(result, path):
