@@ -61,6 +61,11 @@ def build_rootfs_unprivileged(archive_path, image_id, workdir, dest,
             ['mkfs.ext4', '-q', '-F', '-L', 'clear-rootfs',
              '-N', str(entries + 1024), '-d', workdir, dest],
             check=True, capture_output=True, text=True)
+        # Read-only for everyone (QEMU runs as another user), owned by the
+        # cache's owner: unprivileged nova-compute renames and removes it.
+        parent = os.stat(os.path.dirname(os.path.abspath(dest)))
+        os.chown(dest, parent.st_uid, parent.st_gid)
+        os.chmod(dest, 0o444)
         return applier.total, entries
     except subprocess.CalledProcessError as e:
         if 'No space left on device' in (e.stderr or ''):

@@ -110,7 +110,6 @@ class RootfsCache:
         try:
             content, entries = self._builder(archive.path, archive.image_id,
                                              workdir, part, size_limit)
-            os.chmod(part, 0o444)
             info = {'content_bytes': content, 'entries': entries,
                     'config': archive.config, 'kind': archive.kind}
             with open(dest + '.json.tmp', 'w') as f:
