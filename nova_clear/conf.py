@@ -1,5 +1,7 @@
 """Configuration options of the Clear Containers driver (``[clear]``)."""
 
+import os
+
 from oslo_config import cfg
 
 # Note: ``ConfigOpts.clear`` is a method, so code reads these options as
@@ -74,6 +76,23 @@ OPTS = [
                help='Where Glance images are cached, read-only and shared '
                     'by all instances of an image. Defaults to '
                     '<instances_path>/_clear_base.'),
+    cfg.IntOpt('container_max_layer_entries',
+               default=100000, min=1,
+               help='Most tar members one layer of a container image may '
+                    'hold; a bigger layer makes the image unacceptable '
+                    '(the instance goes to ERROR naming the layer).'),
+    cfg.IntOpt('container_max_image_entries',
+               default=150000, min=1,
+               help='Most tar members all layers of a container image may '
+                    'hold together.'),
+    cfg.IntOpt('container_max_path_depth',
+               default=256, min=8, max=512,
+               help='Most components of a path in a container image.'),
+    cfg.IntOpt('container_max_unpacked_gb',
+               default=20, min=1,
+               help='Most GiB a container image may unpack to, also for '
+                    'flavors with root_gb = 0 (otherwise the flavor\'s '
+                    'root disk bounds it).'),
     cfg.IntOpt('console_log_max_bytes',
                default=100 * 1024, min=1024,
                help='Most bytes of the console log returned by "openstack '
@@ -95,6 +114,27 @@ OPTS = [
                help='Seconds a soft reboot waits for the guest to shut '
                     'down cleanly before it falls back to a hard reboot.'),
 ]
+
+
+def instances_path(conf):
+    return conf['clear'].instances_path or conf.instances_path
+
+
+def image_cache_path(conf):
+    """The image cache: the driver's, and the only place where the privsep
+    daemon builds container root filesystems."""
+    return conf['clear'].image_cache_path or \
+        os.path.join(instances_path(conf), '_clear_base')
+
+
+def container_limits(conf):
+    """What one container image may hold (:class:`tarstream.Limits`
+    fields; the unpacked size is further bounded by the flavor's disk)."""
+    c = conf['clear']
+    return dict(layer_entries=c.container_max_layer_entries,
+                image_entries=c.container_max_image_entries,
+                path_depth=c.container_max_path_depth,
+                unpacked_bytes=c.container_max_unpacked_gb * 1024 ** 3)
 
 
 def register_opts(conf):

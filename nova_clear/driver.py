@@ -116,14 +116,12 @@ class ClearDriver(driver.ComputeDriver):
                                     owner=CONF.host)
         self.assets = guest_assets.AssetStore(CONF['clear'].assets_path,
                                               CONF['clear'].guest_kernel)
-        self.instances_path = (CONF['clear'].instances_path or
-                               CONF.instances_path)
+        self.instances_path = clear_conf.instances_path(CONF)
         self.image_cache = disk_images.ImageCache(
-            CONF['clear'].image_cache_path or
-            os.path.join(self.instances_path, '_clear_base'))
+            clear_conf.image_cache_path(CONF))
         self.rootfs_cache = container.RootfsCache(
             os.path.join(self.image_cache.path, 'rootfs'),
-            clear_privsep.build_rootfs)
+            clear_privsep.build_rootfs, clear_conf.container_limits(CONF))
         self.virt_type = None
 
     # -- service life -----------------------------------------------------

@@ -31,6 +31,7 @@ from nova import exception
 
 from nova_clear.i18n import _
 from nova_clear.images import oci
+from nova_clear.images import tarstream
 from nova_clear.images import workload as workload_mod
 
 LOG = logging.getLogger(__name__)
@@ -56,10 +57,11 @@ def is_container(image_meta, cached):
 
 class RootfsCache:
 
-    def __init__(self, path, builder):
+    def __init__(self, path, builder, limits):
         self.path = path
         self.lock_path = os.path.join(path, 'locks')
         self._builder = builder
+        self.limits = tarstream.Limits(**limits)
 
     def _by_image(self, image_id):
         return os.path.join(self.path, 'by-image', image_id)
@@ -103,14 +105,23 @@ class RootfsCache:
     def _build(self, archive, size_limit):
         dest = os.path.join(self.path, archive.digest + '.ext4')
         part = dest + '.part'
-        workdir = tempfile.mktemp(prefix=archive.digest[:12] + '.',
-                                  suffix='.tree', dir=self.path)
         LOG.info('Unpacking container image %s (%s, %d layers)',
                  archive.image_id, archive.kind, len(archive.layers))
+        # Every layer read once here, unprivileged: digests, members,
+        # bounds; nothing of the image is written before it passed.
+        content = oci.verify(archive, self.limits)
+        if size_limit is not None and content > size_limit:
+            raise exception.FlavorDiskSmallerThanImage(
+                flavor_size=size_limit, image_size=content)
+        limits = self.limits.to_dict()
+        if size_limit is not None:
+            limits['unpacked_bytes'] = min(size_limit,
+                                           limits['unpacked_bytes'])
         try:
-            content, entries = self._builder(archive.path, archive.image_id,
-                                             workdir, part, size_limit)
-            info = {'content_bytes': content, 'entries': entries,
+            built = self._builder(archive.path, archive.image_id, part,
+                                  limits)
+            info = {'content_bytes': built['content_bytes'],
+                    'entries': built['entries'],
                     'config': archive.config, 'kind': archive.kind}
             with open(dest + '.json.tmp', 'w') as f:
                 json.dump(info, f)
@@ -127,10 +138,15 @@ class RootfsCache:
                      'n': len(archive.layers),
                      's': os.path.getsize(archive.path)}) from e
             raise
+        LOG.info('Unpacked container image %s: %d bytes in %d entries '
+                 '(unpacking peak RSS %d KiB)', archive.image_id,
+                 built['content_bytes'], built['entries'],
+                 built.get('unpack_peak_rss_kib', 0))
         os.replace(part, dest)
         os.replace(dest + '.json.tmp',
                    os.path.join(self.path, archive.digest + '.json'))
-        return Rootfs(archive.digest, dest, content, archive.config)
+        return Rootfs(archive.digest, dest, built['content_bytes'],
+                      archive.config)
 
     def remove_unused(self, in_use_paths, min_age):
         """Remove root filesystems no instance refers to, untouched for

@@ -2,15 +2,17 @@
 image-layout tarballs.
 
 :func:`open_archive` validates the structure, the manifest and the config
-against the specs and returns an :class:`ImageArchive` whose layers are
-read (and their digests checked) while they are applied.
+against the specs (bounded: members of the archive, JSON size and nesting,
+layers) and returns an :class:`ImageArchive`.  :func:`verify` then reads
+every layer once, unprivileged, checking its digests while streaming it
+and every member against :mod:`.tarstream`'s rules, before anything of the
+image is unpacked; :func:`layer_streams` gives the layers to the applier.
 """
 
 import dataclasses
 import gzip
 import hashlib
 import io
-import json
 import re
 import tarfile
 
@@ -19,6 +21,9 @@ import zstandard
 from nova import exception
 
 from nova_clear.i18n import _
+from nova_clear.images import layers as layers_mod
+from nova_clear.images import tarstream
+from nova_clear import safe_json
 
 OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
@@ -33,6 +38,11 @@ LAYER_TYPES = {
     'application/vnd.docker.image.rootfs.diff.tar.gzip': 'gzip',
 }
 _DIGEST = re.compile(r'^sha256:([0-9a-f]{64})$')
+# an archive holds its blobs and a few JSON documents: a docker save of a
+# 128-layer image has ~400 members
+MAX_ARCHIVE_MEMBERS = 4096
+MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 64
 
 
 class InvalidContainerImage(exception.ImageUnacceptable):
@@ -60,14 +70,17 @@ class ImageArchive:
 
 def is_container_archive(path):
     """True if ``path`` is a tar holding an OCI layout or docker save."""
+    names = set()
     try:
-        with tarfile.open(path, 'r:') as tar:
-            names = set()
-            for i, member in enumerate(tar):
-                names.add(member.name.lstrip('./'))
-                if i > 10000:
+        with tarfile.open(path, 'r:', tarinfo=tarstream.BoundedTarInfo) \
+                as tar:
+            while len(names) <= 64:
+                member = tar.next()
+                if member is None:
                     break
-    except (tarfile.TarError, OSError, EOFError):
+                names.add(member.name.lstrip('./'))
+                tar.members.clear()
+    except Exception:   # noqa: B902 - whatever it is, not an archive
         return False
     return 'oci-layout' in names and 'index.json' in names or \
         'manifest.json' in names
@@ -83,15 +96,34 @@ def _digest_hex(value, what, image_id):
     return m.group(1)
 
 
+def _open_file(path_or_file):
+    if isinstance(path_or_file, str):
+        return open(path_or_file, 'rb')
+    path_or_file.seek(0)
+    return path_or_file
+
+
 class _Archive:
-    def __init__(self, path, image_id):
-        self.path = path
+    def __init__(self, path_or_file, image_id):
+        self.path = path_or_file if isinstance(path_or_file, str) else \
+            getattr(path_or_file, 'name', None)
         self.image_id = image_id
+        self.members = {}
+        self.file = _open_file(path_or_file)
         try:
-            self.tar = tarfile.open(path, 'r:')
-            self.members = {m.name.lstrip('./').lstrip('/'): m
-                            for m in self.tar.getmembers()}
-        except (tarfile.TarError, EOFError, OSError) as e:
+            self.tar = tarfile.open(fileobj=self.file, mode='r:',
+                                    tarinfo=tarstream.BoundedTarInfo)
+            while True:
+                member = self.tar.next()
+                if member is None:
+                    break
+                if len(self.members) >= MAX_ARCHIVE_MEMBERS:
+                    raise self.bad(_('more than %d members in the archive')
+                                   % MAX_ARCHIVE_MEMBERS)
+                self.members[member.name.lstrip('./').lstrip('/')] = member
+            self.tar.members.clear()
+        except tarstream.MALFORMED + (tarstream.Oversized,
+                                      RecursionError) as e:
             raise InvalidContainerImage(
                 image_id=image_id,
                 reason=_('malformed tar archive: %s') % e)
@@ -99,21 +131,31 @@ class _Archive:
     def bad(self, reason):
         return InvalidContainerImage(image_id=self.image_id, reason=reason)
 
-    def read(self, name, expected_hex=None):
+    def read(self, name, expected_hex=None, max_bytes=MAX_JSON_BYTES):
         member = self.members.get(name)
         if member is None or not member.isfile():
             raise self.bad(_('%s is missing') % name)
+        if member.size > max_bytes:
+            raise self.bad(_('%(n)s holds %(s)d bytes (at most %(m)d)') %
+                           {'n': name, 's': member.size, 'm': max_bytes})
         data = self.tar.extractfile(member).read()
         if expected_hex and hashlib.sha256(data).hexdigest() != expected_hex:
             raise self.bad(_('digest mismatch for %s') % name)
         return data
 
     def json(self, name, expected_hex=None):
+        return self.parse_json(name, self.read(name, expected_hex))
+
+    def parse_json(self, name, data):
         try:
-            return json.loads(self.read(name, expected_hex))
+            return safe_json.loads(data, MAX_JSON_BYTES, MAX_JSON_DEPTH)
         except ValueError as e:
-            raise self.bad(_('%(n)s is not valid JSON: %(e)s') %
+            raise self.bad(_('%(n)s is not acceptable JSON: %(e)s') %
                            {'n': name, 'e': e})
+
+    def blob(self, name):
+        """The stored member ``name``, read as a stream."""
+        return self.tar.extractfile(self.members[name])
 
 
 def _check_config(arc, config):
@@ -128,6 +170,10 @@ def _check_config(arc, config):
     if rootfs.get('type') != 'layers' or \
             not isinstance(rootfs.get('diff_ids'), list):
         raise arc.bad(_('the image config has no rootfs.diff_ids'))
+    if len(rootfs['diff_ids']) > tarstream.Limits.layers:
+        raise arc.bad(_('%(n)d layers (at most %(m)d)') %
+                      {'n': len(rootfs['diff_ids']),
+                       'm': tarstream.Limits.layers})
     return [_digest_hex(d, 'rootfs.diff_ids', arc.image_id)
             for d in rootfs['diff_ids']]
 
@@ -145,10 +191,7 @@ def _open_docker(arc):
                  config_name)
     config_data = arc.read(config_name, m.group(1) if m else None)
     digest = hashlib.sha256(config_data).hexdigest()
-    try:
-        config = json.loads(config_data)
-    except ValueError as e:
-        raise arc.bad(_('the image config is not JSON: %s') % e)
+    config = arc.parse_json(config_name, config_data)
     diff_ids = _check_config(arc, config)
     if len(diff_ids) != len(entry['Layers']):
         raise arc.bad(_('%(l)d layers but %(d)d diff_ids') %
@@ -164,7 +207,7 @@ def _open_docker(arc):
 
 
 def _sniff_compression(arc, name):
-    head = arc.tar.extractfile(arc.members[name]).read(4)
+    head = arc.blob(name).read(4)
     if head[:2] == b'\x1f\x8b':
         return 'gzip'
     if head == b'\x28\xb5\x2f\xfd':
@@ -174,7 +217,7 @@ def _sniff_compression(arc, name):
 
 def _open_oci(arc):
     layout = arc.json('oci-layout')
-    if layout.get('imageLayoutVersion') != '1.0.0':
+    if not isinstance(layout, dict) or layout.get('imageLayoutVersion') != '1.0.0':
         raise arc.bad(_('unsupported imageLayoutVersion %r') %
                       layout.get('imageLayoutVersion'))
     index = arc.json('index.json')
@@ -182,6 +225,8 @@ def _open_oci(arc):
     if not manifests:
         raise arc.bad(_('index.json lists no manifest'))
     desc = manifests[0]
+    if not isinstance(desc, dict):
+        raise arc.bad(_('index.json lists no manifest'))
     if desc.get('mediaType') == OCI_INDEX:
         raise arc.bad(_('nested image indexes are not supported'))
     if desc.get('mediaType') not in (OCI_MANIFEST, DOCKER_MANIFEST):
@@ -189,6 +234,8 @@ def _open_oci(arc):
                       desc.get('mediaType'))
     mhex = _digest_hex(desc.get('digest'), 'the manifest', arc.image_id)
     manifest = arc.json('blobs/sha256/' + mhex, mhex)
+    if not isinstance(manifest, dict):
+        raise arc.bad(_('the manifest is not an object'))
     config_desc = manifest.get('config') or {}
     if config_desc.get('mediaType') not in CONFIG_TYPES:
         raise arc.bad(_('unknown config media type %r') %
@@ -204,7 +251,7 @@ def _open_oci(arc):
                         'diff_ids'))
     layers = []
     for desc, diff_id in zip(layer_descs, diff_ids):
-        mtype = desc.get('mediaType')
+        mtype = desc.get('mediaType') if isinstance(desc, dict) else None
         if mtype not in LAYER_TYPES:
             raise arc.bad(_('unknown layer media type %r') % mtype)
         lhex = _digest_hex(desc.get('digest'), 'a layer', arc.image_id)
@@ -216,9 +263,10 @@ def _open_oci(arc):
                         arc.image_id)
 
 
-def open_archive(path, image_id):
-    """Validate the archive at ``path``; return an :class:`ImageArchive`."""
-    arc = _Archive(path, image_id)
+def open_archive(path_or_file, image_id):
+    """Validate the archive (a path, or a seekable binary file, which is
+    left open); return an :class:`ImageArchive`."""
+    arc = _Archive(path_or_file, image_id)
     try:
         if 'oci-layout' in arc.members:
             return _open_oci(arc)
@@ -228,7 +276,8 @@ def open_archive(path, image_id):
                         'index.json) nor a docker save archive '
                         '(manifest.json)'))
     finally:
-        arc.tar.close()
+        if isinstance(path_or_file, str):
+            arc.file.close()
 
 
 class _HashingReader(io.RawIOBase):
@@ -246,36 +295,54 @@ class _HashingReader(io.RawIOBase):
         return len(data)
 
 
-def iter_layers(archive):
-    """Yield (layer, tarfile) in order.
-
-    Digests are checked after each layer has been read completely (the
-    caller must consume the tar).
-    """
-    with tarfile.open(archive.path, 'r:') as outer:
-        members = {m.name.lstrip('./').lstrip('/'): m for m in outer}
+def layer_streams(archive, path_or_file):
+    """Yield ``(layer, stream)`` in order, ``stream`` being the layer's
+    uncompressed tar.  Each layer's digests are computed while it is read
+    and checked once the caller has read it (drained first); a mismatch
+    raises :class:`InvalidContainerImage`."""
+    f = _open_file(path_or_file)
+    try:
+        arc = _Archive(f, archive.image_id)
         for layer in archive.layers:
-            blob = _HashingReader(outer.extractfile(members[layer.name]))
+            if layer.name not in arc.members:
+                raise arc.bad(_('layer %s is missing') % layer.name)
+            blob = _HashingReader(arc.blob(layer.name))
             stream = io.BufferedReader(blob, 1 << 20)
             if layer.compression == 'zstd':
                 stream = zstandard.ZstdDecompressor().stream_reader(stream)
             elif layer.compression == 'gzip':
                 stream = gzip.GzipFile(fileobj=stream)
             diff = _HashingReader(stream)
-            with tarfile.open(fileobj=io.BufferedReader(diff, 1 << 20),
-                              mode='r|') as tar:
-                yield layer, tar
-            # Drain what the tar reader left (padding) before hashing.
-            while diff.read(1 << 20):
-                pass
-            while blob.read(1 << 20):
-                pass
-            if layer.diff_id and diff.sha.hexdigest() != layer.diff_id:
-                raise InvalidContainerImage(
-                    image_id=archive.image_id,
-                    reason=_('digest mismatch for layer %s') % layer.name)
-            if layer.blob_digest and blob.sha.hexdigest() != \
-                    layer.blob_digest:
-                raise InvalidContainerImage(
-                    image_id=archive.image_id,
-                    reason=_('digest mismatch for layer %s') % layer.name)
+            yield layer, io.BufferedReader(diff, 1 << 20)
+            try:
+                while diff.read(1 << 20):   # what the tar reader left
+                    pass
+                while blob.read(1 << 20):
+                    pass
+            except tarstream.MALFORMED as e:
+                raise arc.bad(_('layer %(l)s is corrupt: %(e)s') %
+                              {'l': layer.name, 'e': e})
+            if layer.diff_id and diff.sha.hexdigest() != layer.diff_id or \
+                    layer.blob_digest and \
+                    blob.sha.hexdigest() != layer.blob_digest:
+                raise arc.bad(_('digest mismatch for layer %s') %
+                              layer.name)
+    finally:
+        if isinstance(path_or_file, str):
+            f.close()
+
+
+def verify(archive, limits):
+    """Read every layer once, writing nothing: digests checked while
+    streaming, every member checked (:func:`tarstream.check_member`), the
+    entries and the unpacked size bounded by ``limits``.  Returns the
+    bytes the image unpacks to.  Refusals are ``ImageUnacceptable``."""
+    counter, total = [0], [0]
+    try:
+        for layer, stream in layer_streams(archive, archive.path):
+            tarstream.scan_layer(layer.name, stream, limits, counter, total)
+    except tarstream.Refused as e:
+        raise layers_mod.LayerRefused(image_id=archive.image_id,
+                                      layer=e.layer, member=e.member,
+                                      reason=e.reason) from None
+    return total[0]

@@ -15,6 +15,7 @@ from nova import exception
 
 from nova_clear.images import layers
 from nova_clear.images import oci
+from nova_clear.images import tarstream
 from nova_clear.images import workload
 
 
@@ -61,12 +62,11 @@ class LayerTestCase(testtools.TestCase):
                                  'root')
         os.mkdir(self.root)
         self.applier = layers.LayerApplier(self.root, 'img', chown=False)
+        self.addCleanup(self.applier.close)
 
     def apply(self, *layer_list):
         for i, entries in enumerate(layer_list):
-            with tarfile.open(fileobj=io.BytesIO(_tar(entries)),
-                              mode='r|') as tar:
-                self.applier.apply('layer%d' % i, tar)
+            self.applier.apply('layer%d' % i, io.BytesIO(_tar(entries)))
         self.applier.finish()
 
     def p(self, rel):
@@ -151,11 +151,11 @@ class TestLayerRefusals(LayerTestCase):
         outside = self.useFixture(fixtures.TempDir()).path
         self.refused([('link', 'sym', {'to': '/'}),
                       ('link/escape', 'file', {})], 'link/escape',
-                     'goes through the symlink')
+                     'goes through link')
         # and the symlink's absolute target is not followed on the host
         os.symlink(outside, self.p('host-link'))
         self.refused([('host-link/x', 'file', {})], 'host-link/x',
-                     'goes through the symlink')
+                     'goes through host-link, which is a symlink')
         self.assertEqual([], os.listdir(outside))
 
     def test_hardlink_escape_or_missing(self):
@@ -167,15 +167,14 @@ class TestLayerRefusals(LayerTestCase):
         self.refused([('dev/null', 'chr', {})], 'dev/null', 'device nodes')
 
     def test_size_limit(self):
-        self.applier.size_limit = 10
+        self.applier.limits = tarstream.Limits(unpacked_bytes=10)
         self.refused([('big', 'file', {'data': b'x' * 11})], 'big',
-                     'more than the flavor')
+                     'unpacks to more than 10 bytes')
 
     def test_truncated_tar(self):
         data = _tar([('f', 'file', {'data': b'y' * 5000})])[:3000]
-        with tarfile.open(fileobj=io.BytesIO(data), mode='r|') as tar:
-            err = self.assertRaises(layers.LayerRefused, self.applier.apply,
-                                    'l0', tar)
+        err = self.assertRaises(layers.LayerRefused, self.applier.apply,
+                                'l0', io.BytesIO(data))
         self.assertIn('l0', str(err))
 
     def test_refusal_is_an_image_fault(self):
@@ -242,8 +241,9 @@ class TestArchives(testtools.TestCase):
         self.assertEqual(['/hello'], arc.config['config']['Cmd'])
         self.assertEqual('gzip', arc.layers[0].compression)
         names = []
-        for _layer, tar in oci.iter_layers(arc):
-            names += [m.name for m in tar]
+        for _layer, stream in oci.layer_streams(arc, path):
+            with tarfile.open(fileobj=stream, mode='r|') as tar:
+                names += [m.name for m in tar]
         self.assertEqual(['hello'], names)
 
     def test_unknown_layer_media_type(self):
@@ -255,12 +255,17 @@ class TestArchives(testtools.TestCase):
 
     def test_layer_digest_mismatch(self):
         self.config['rootfs']['diff_ids'] = ['sha256:' + '0' * 64]
-        arc = oci.open_archive(self.oci(gz=False), 'img')
+        path = self.oci(gz=False)
+        arc = oci.open_archive(path, 'img')
 
         def consume():
-            for _layer, tar in oci.iter_layers(arc):
-                list(tar)
+            for _layer, stream in oci.layer_streams(arc, path):
+                stream.read()
         err = self.assertRaises(oci.InvalidContainerImage, consume)
+        self.assertIn('digest mismatch', str(err))
+        # and the unprivileged pass refuses it before anything is unpacked
+        err = self.assertRaises(oci.InvalidContainerImage, oci.verify, arc,
+                                tarstream.Limits())
         self.assertIn('digest mismatch', str(err))
 
     def test_missing_config_and_not_an_archive(self):
