@@ -77,18 +77,18 @@ def _inside(path, top):
 def check_paths(cache, archive_path, dest):
     """The real rootfs directory, archive path and part name, or
     :class:`PathRefused`: both must resolve inside ``cache``, the part be
-    ``<cache>/rootfs/<sha256>.ext4.part``."""
+    ``.../rootfs/<sha256>.ext4.part`` there."""
     top = os.path.realpath(cache)
-    rootfs_dir = os.path.join(top, 'rootfs')
     archive = _inside(archive_path, top)
     if archive is None:
         raise PathRefused('%s is not inside the image cache %s (does '
                           '[clear_sys_admin] helper_command pass '
                           'nova-compute\'s --config-file?)' %
                           (archive_path, top))
-    dest_dir = os.path.realpath(os.path.dirname(os.path.abspath(dest)))
+    rootfs_dir = _inside(os.path.dirname(os.path.abspath(dest)), top)
     name = os.path.basename(dest)
-    if dest_dir != rootfs_dir or not _PART.match(name):
+    if rootfs_dir is None or os.path.basename(rootfs_dir) != 'rootfs' or \
+            not _PART.match(name):
         raise PathRefused('%s is not <image cache>/rootfs/<sha256>.ext4.part'
                           ' (image cache %s)' % (dest, top))
     return rootfs_dir, archive, name

@@ -217,7 +217,8 @@ def _sniff_compression(arc, name):
 
 def _open_oci(arc):
     layout = arc.json('oci-layout')
-    if not isinstance(layout, dict) or layout.get('imageLayoutVersion') != '1.0.0':
+    if not isinstance(layout, dict) or \
+            layout.get('imageLayoutVersion') != '1.0.0':
         raise arc.bad(_('unsupported imageLayoutVersion %r') %
                       layout.get('imageLayoutVersion'))
     index = arc.json('index.json')

@@ -57,7 +57,7 @@ class Limits:
 
 # what a truncated or corrupt (compressed) tar raises while it is read
 MALFORMED = (tarfile.TarError, EOFError, OSError, zlib.error,
-              zstandard.ZstdError)
+             zstandard.ZstdError)
 
 
 class Oversized(Exception):
@@ -78,17 +78,17 @@ class BoundedTarInfo(tarfile.TarInfo):
             return super()._proc_member(tarfile_)
         if self.size > MAX_HEADER_BYTES:
             raise Oversized('an extended header of %d bytes (at most %d)' %
-                             (self.size, MAX_HEADER_BYTES))
+                            (self.size, MAX_HEADER_BYTES))
         chain = getattr(tarfile_, 'nova_clear_chain', 0) + 1
         if chain > MAX_HEADER_CHAIN:
             raise Oversized('more than %d extended headers for one member'
-                             % MAX_HEADER_CHAIN)
+                            % MAX_HEADER_CHAIN)
         tarfile_.nova_clear_chain = chain
         if self.type == tarfile.XGLTYPE:
             total = getattr(tarfile_, 'nova_clear_global', 0) + self.size
             if total > MAX_HEADER_BYTES:
                 raise Oversized('global extended headers of more than %d '
-                                 'bytes' % MAX_HEADER_BYTES)
+                                'bytes' % MAX_HEADER_BYTES)
             tarfile_.nova_clear_global = total
         return super()._proc_member(tarfile_)
 

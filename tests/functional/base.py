@@ -1,6 +1,7 @@
 """Base of the functional tests: a real libvirtd + QEMU, real guest assets,
 real nova.objects, and a local image file standing in for Glance."""
 
+import atexit
 import itertools
 import os
 import random
@@ -109,6 +110,25 @@ class EventRecorder:
                 self.cond.wait(left)
 
 
+_WORKER_DIR = []
+
+
+def worker_dir():
+    """This test process's directory: every test's files are below it,
+    and the privsep daemons' configuration names it as the image cache
+    (the daemon refuses paths outside it)."""
+    if not _WORKER_DIR:
+        path = tempfile.mkdtemp(prefix='nova-clear-ft-',
+                                dir=os.environ.get('NOVA_CLEAR_TEST_TMP',
+                                                   '/var/tmp'))
+        os.chmod(path, 0o755)
+        with open(os.path.join(path, 'privsep.conf'), 'w') as f:
+            f.write('[clear]\nimage_cache_path = %s\n' % path)
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        _WORKER_DIR.append(path)
+    return _WORKER_DIR[0]
+
+
 class FunctionalTestCase(testtools.TestCase):
     """Each test gets its own instances path and image cache."""
 
@@ -123,9 +143,7 @@ class FunctionalTestCase(testtools.TestCase):
             # CONF.config_file, which exists only once CONF was called.
             CONF([], project='nova', default_config_files=[])
         self.conf = self.useFixture(config_fixture.Config(CONF))
-        self.tmp = tempfile.mkdtemp(prefix='nova-clear-ft-',
-                                    dir=os.environ.get('NOVA_CLEAR_TEST_TMP',
-                                                       '/var/tmp'))
+        self.tmp = tempfile.mkdtemp(prefix='test-', dir=worker_dir())
         # QEMU runs as libvirt-qemu and must reach the disks, as it does
         # under nova's instances_path.
         os.chmod(self.tmp, 0o755)
@@ -142,9 +160,12 @@ class FunctionalTestCase(testtools.TestCase):
             self.tmp, 'instances'), host='ft-%s' % uuid.uuid4().hex[:12])
         self.conf.config(group='oslo_concurrency',
                          lock_path=os.path.join(self.tmp, 'locks'))
-        # No sudo: nova's privsep daemon starts from this venv as root.
-        helper = os.path.join(os.path.dirname(sys.executable),
-                              'privsep-helper')
+        # No sudo: the privsep daemons start from this venv as root, with
+        # the worker's configuration: one daemon serves all tests of a
+        # worker, and nova-clear's only works inside its image cache.
+        helper = '%s --config-file %s' % (
+            os.path.join(os.path.dirname(sys.executable), 'privsep-helper'),
+            os.path.join(worker_dir(), 'privsep.conf'))
         self.conf.config(group='nova_sys_admin', helper_command=helper)
         self.conf.config(group='clear_sys_admin', helper_command=helper)
         self.glance = LocalGlance()

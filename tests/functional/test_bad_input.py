@@ -190,4 +190,9 @@ class TestFullDisk(base.FunctionalTestCase):
             self.assert_gone(drv, inst)
             rootfs = os.path.join(cache, 'rootfs')
             self.assertEqual([], [f for f in os.listdir(rootfs)
-                                  if f not in ('locks', 'by-image')])
+                                  if f not in ('locks', 'by-image',
+                                               '.unpack')])
+            # the daemon's root-only work directory stays, empty
+            self.assertEqual([], os.listdir(os.path.join(rootfs, '.unpack')))
+            self.assertEqual(0o700, os.stat(os.path.join(
+                rootfs, '.unpack')).st_mode & 0o777)

@@ -1,9 +1,7 @@
 """Container images (made by buildah) run as Clear Containers, for real."""
 
-import io
 import json
 import os
-import tarfile
 
 import fixtures
 
@@ -13,6 +11,7 @@ from nova.virt import event as virtevent
 
 from nova_clear.images import layers
 from tests.functional import base
+from tests.functional import hostile
 from tests.functional import images
 
 
@@ -79,7 +78,8 @@ class TestContainerImages(base.FunctionalTestCase):
     def test_hostile_layer_refused_nothing_left(self):
         drv = self.make_driver()
         path = os.path.join(self.tmp, 'hostile.tar')
-        _docker_archive(path, [('../../etc/evil', b'x')])
+        hostile.docker_archive(path, [hostile.layer([('../../etc/evil',
+                                                      b'x')])])
         image = self.glance.add(path, 'raw', container_format='docker')
         inst = self.make_instance(image)
         err = self.assertRaises(layers.LayerRefused, drv.spawn, self.context,
@@ -91,34 +91,6 @@ class TestContainerImages(base.FunctionalTestCase):
         left = [f for f in os.listdir(self._rootfs_dir(drv))
                 if f not in ('locks', 'by-image')]
         self.assertEqual([], left)
-
-
-def _docker_archive(path, files):
-    """A docker-archive by hand, to carry members no tool would write."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode='w') as tar:
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    import hashlib
-    layer_bytes = layer.getvalue()
-    diff_id = hashlib.sha256(layer_bytes).hexdigest()
-    config = json.dumps({
-        'architecture': 'amd64', 'os': 'linux',
-        'config': {'Cmd': ['/bin/sh']},
-        'rootfs': {'type': 'layers', 'diff_ids': ['sha256:' + diff_id]},
-    }).encode()
-    config_name = hashlib.sha256(config).hexdigest() + '.json'
-    manifest = json.dumps([{'Config': config_name, 'RepoTags': [],
-                            'Layers': ['l1/layer.tar']}]).encode()
-    with tarfile.open(path, 'w') as tar:
-        for name, data in ((config_name, config),
-                           ('l1/layer.tar', layer_bytes),
-                           ('manifest.json', manifest)):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
 
 
 class TestConfigDrive(base.FunctionalTestCase):
