@@ -35,6 +35,7 @@ from oslo_privsep import priv_context
 
 from nova_clear import conf as clear_conf
 from nova_clear.images import layers
+from nova_clear.images import oci
 from nova_clear.images import unpack
 
 CONF = nova.conf.CONF
@@ -128,7 +129,7 @@ def _unpack(archive_fd, root_fd, image_id, limits):
     return reply['content_bytes'], reply['entries'], reply['peak_rss_kib']
 
 
-def _mkfs(root_fd, dest_fd, entries):
+def _mkfs(image_id, root_fd, dest_fd, entries):
     # both by descriptor: a path could be swapped by the cache's owner
     try:
         subprocess.run(
@@ -140,8 +141,9 @@ def _mkfs(root_fd, dest_fd, entries):
     except subprocess.CalledProcessError as e:
         if 'No space left on device' in (e.stderr or ''):
             raise OSError(errno.ENOSPC, 'mkfs.ext4: %s' % e.stderr.strip())
-        raise RuntimeError('packing the root filesystem failed: %s' %
-                           e.stderr.strip())
+        raise oci.InvalidContainerImage(
+            image_id=image_id, reason='packing the root filesystem failed: '
+            '%s' % e.stderr.strip())
 
 
 def build_rootfs_in(cache, archive_path, image_id, dest, limits):
@@ -177,7 +179,7 @@ def build_rootfs_in(cache, archive_path, image_id, dest, limits):
                                dir_fd=rootfs_fd))
         made_dest = True
         os.ftruncate(dest_fd, rootfs_image_size(content, entries))
-        _mkfs(root_fd, dest_fd, entries)
+        _mkfs(image_id, root_fd, dest_fd, entries)
         owner = os.fstat(rootfs_fd)
         os.fchown(dest_fd, owner.st_uid, owner.st_gid)
         os.fchmod(dest_fd, 0o444)
