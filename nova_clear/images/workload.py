@@ -23,6 +23,7 @@ import shlex
 from nova import exception
 
 from nova_clear.i18n import _
+from nova_clear import safe_json
 
 PROPS = ('clear_entrypoint', 'clear_cmd', 'clear_env', 'clear_workdir',
          'clear_user')
@@ -46,7 +47,7 @@ def _words(value, prop, image_id):
     text = str(value).strip()
     if text.startswith('['):
         try:
-            parsed = json.loads(text)
+            parsed = safe_json.loads(text)
         except ValueError as e:
             raise InvalidWorkload(image_id=image_id, reason=_(
                 '%(p)s is not a JSON list: %(e)s') % {'p': prop, 'e': e})
@@ -65,10 +66,13 @@ def _env_pairs(value, image_id):
     text = value if isinstance(value, str) else json.dumps(value)
     if text.strip().startswith('{'):
         try:
-            parsed = json.loads(text)
+            parsed = safe_json.loads(text)
         except ValueError as e:
             raise InvalidWorkload(image_id=image_id, reason=_(
                 'clear_env is not a JSON object: %s') % e)
+        if not isinstance(parsed, dict):
+            raise InvalidWorkload(image_id=image_id,
+                                  reason=_('clear_env must be an object'))
         return ['%s=%s' % (k, v) for k, v in parsed.items()]
     return _words(text, 'clear_env', image_id)
 

@@ -324,6 +324,10 @@ class TestWorkload(testtools.TestCase):
                 (self.CONFIG, {'clear_workdir': 'rel'}, 'not absolute'),
                 (self.CONFIG, {'clear_cmd': '["a\\nb"]'}, 'newlines'),
                 (self.CONFIG, {'clear_cmd': '[1'}, 'not a JSON list'),
+                (self.CONFIG, {'clear_cmd': '[' * 100 + ']' * 100},
+                 'nested deeper than 64'),
+                (self.CONFIG, {'clear_env': '{"a": [' + '[' * 99 + ']' * 100
+                               + '}'}, 'nested deeper than 64'),
                 ({'config': {'Cmd': ['x'], 'Env': ['NOEQ']}}, {},
                  'not NAME=value')):
             err = self.assertRaises(workload.InvalidWorkload,
