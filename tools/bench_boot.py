@@ -47,6 +47,7 @@ from nova_clear import domain  # noqa: E402
 from nova_clear import driver as clear_driver  # noqa: E402
 from nova_clear.guest import assets as guest_assets  # noqa: E402
 from nova_clear.guest import build  # noqa: E402
+from nova_clear import privsep as clear_privsep  # noqa: E402
 from tests.functional import base as ft_base  # noqa: E402
 from tests.functional import images  # noqa: E402
 
@@ -96,8 +97,8 @@ class Bench:
         CONF.set_override('state_path', self.work)
         CONF.set_override('lock_path', os.path.join(self.work, 'locks'),
                           group='oslo_concurrency')
-        helper = os.path.join(os.path.dirname(sys.executable),
-                              'privsep-helper')
+        helper = clear_privsep.local_helper_command(
+            self.work, os.path.join(self.work, 'cache'))
         CONF.set_override('helper_command', helper, group='nova_sys_admin')
         CONF.set_override('helper_command', helper, group='clear_sys_admin')
 

@@ -35,6 +35,7 @@ from nova.virt import fake as fake_virt  # noqa: E402
 from nova_clear import domain  # noqa: E402
 from nova_clear import driver as clear_driver  # noqa: E402
 from nova_clear.guest import build  # noqa: E402
+from nova_clear import privsep as clear_privsep  # noqa: E402
 from tests.functional import base as ft_base  # noqa: E402
 from tests.functional import images  # noqa: E402
 
@@ -109,9 +110,10 @@ def main():
     CONF.set_override('state_path', work)
     CONF.set_override('lock_path', os.path.join(work, 'locks'),
                       group='oslo_concurrency')
-    CONF.set_override('helper_command', os.path.join(
-        os.path.dirname(sys.executable), 'privsep-helper'),
-        group='nova_sys_admin')
+    helper = clear_privsep.local_helper_command(work,
+                                                os.path.join(work, 'cache'))
+    CONF.set_override('helper_command', helper, group='nova_sys_admin')
+    CONF.set_override('helper_command', helper, group='clear_sys_admin')
 
     glance = ft_base.LocalGlance()
     patches = [fixtures.MonkeyPatch(

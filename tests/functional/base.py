@@ -6,7 +6,6 @@ import itertools
 import os
 import random
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ from nova import utils as nova_utils
 from nova.virt import fake as fake_virt
 
 from nova_clear import driver as clear_driver
+from nova_clear import privsep as clear_privsep
 from tests.functional import images
 from tests.functional import services
 
@@ -122,8 +122,6 @@ def worker_dir():
                                 dir=os.environ.get('NOVA_CLEAR_TEST_TMP',
                                                    '/var/tmp'))
         os.chmod(path, 0o755)
-        with open(os.path.join(path, 'privsep.conf'), 'w') as f:
-            f.write('[clear]\nimage_cache_path = %s\n' % path)
         atexit.register(shutil.rmtree, path, ignore_errors=True)
         _WORKER_DIR.append(path)
     return _WORKER_DIR[0]
@@ -163,9 +161,8 @@ class FunctionalTestCase(testtools.TestCase):
         # No sudo: the privsep daemons start from this venv as root, with
         # the worker's configuration: one daemon serves all tests of a
         # worker, and nova-clear's only works inside its image cache.
-        helper = '%s --config-file %s' % (
-            os.path.join(os.path.dirname(sys.executable), 'privsep-helper'),
-            os.path.join(worker_dir(), 'privsep.conf'))
+        helper = clear_privsep.local_helper_command(worker_dir(),
+                                                    worker_dir())
         self.conf.config(group='nova_sys_admin', helper_command=helper)
         self.conf.config(group='clear_sys_admin', helper_command=helper)
         self.glance = LocalGlance()
