@@ -3,10 +3,13 @@
 import json
 import os
 
+from nova_clear.hostos import errors
+from nova_clear.hostos import fetch
 from nova_clear.hostos import manifest
 from nova_clear.hostos import signing
 from nova_clear.hostos import stage
 from nova_clear.hostos import store
+from nova_clear.hostos import updater
 from tests.functional.hostos import base
 from tests.functional import mounts
 
@@ -19,7 +22,9 @@ def _flip(path, offset=-100):
         f.write(bytes([byte[0] ^ 0xff]))
 
 
-class RefusalTest(base.HostOSTestCase):
+class InstalledRootTestCase(base.HostOSTestCase):
+    """Version 1 installed; refusals must leave it exactly as it was."""
+
     def setUp(self):
         super().setUp()
         self.publish(1)
@@ -41,6 +46,8 @@ class RefusalTest(base.HostOSTestCase):
             self.assert_snapshot_is(1)
         return proc
 
+
+class RefusalTest(InstalledRootTestCase):
     def test_tampered_delta_pack(self):
         self.publish(2, delta_from=1)
         _flip(os.path.join(self.content, store.pack_relpath(1, 2)))
@@ -160,3 +167,52 @@ class RefusalTest(base.HostOSTestCase):
                                        stage.snapshots(small)))
         self.assertEqual(['1'], os.listdir(os.path.join(small, 'versions')))
         self.assert_snapshot_is(1, root=small)
+
+
+class HostileMirrorTest(InstalledRootTestCase):
+    """Mirrors that send too much, deep JSON or stale metadata."""
+
+    def _pack_download(self):
+        """Download pack 1->2 in-process; (error, largest .part seen)."""
+        u = updater.Updater(self.root, fetch.Remote(self.server.url),
+                            signing.load_public_key(self.key + '.pub'))
+        sha, size = u.fetch_top(2).pack_from(1)
+        dest = os.path.join(self.dir, 'pack')
+        seen = [0]
+
+        def progress(step, _done, _total=None):
+            if os.path.exists(dest + '.part'):
+                seen[0] = max(seen[0], os.path.getsize(dest + '.part'))
+
+        e = self.assertRaises(errors.FetchError, u.remote.download,
+                              store.pack_relpath(1, 2), dest, size=size,
+                              sha256=sha, progress=progress)
+        self.assertFalse(os.path.lexists(dest + '.part'))
+        self.assertFalse(os.path.lexists(dest))
+        return e, seen[0], size
+
+    def test_oversized_download_stopped_at_size(self):
+        self.publish(2, delta_from=1)
+        rel = store.pack_relpath(1, 2)
+        # No Content-Length: the mirror streams 64 MiB past the pack.
+        self.server.oversize[rel] = (64 << 20, False)
+        e, written, size = self._pack_download()
+        self.assertIn('sends more bytes while the signed manifest allows %d'
+                      % size, str(e))
+        self.assertLessEqual(written, size + fetch.CHUNK)
+        self.assertLessEqual(written, size)
+        # The client hung up long before the 64 MiB were sent.
+        self.assertLess(self.server.sent[rel], size + (32 << 20))
+        proc = self.assert_refused('sends more bytes')
+        self.assertNotIn('Traceback', proc.stderr)
+        downloads = os.path.join(self.root, '.clear-update', 'downloads')
+        self.assertEqual([], os.listdir(downloads)
+                         if os.path.isdir(downloads) else [])
+
+    def test_oversized_announcement_refused_before_writing(self):
+        self.publish(2, delta_from=1)
+        self.server.oversize[store.pack_relpath(1, 2)] = (1 << 20, True)
+        e, written, size = self._pack_download()
+        self.assertIn('announces %d bytes' % (size + (1 << 20)), str(e))
+        self.assertEqual(0, written)
+        self.assert_refused('announces')
