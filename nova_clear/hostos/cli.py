@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from nova_clear.hostos import bake
+from nova_clear.hostos import boot
 from nova_clear.hostos import delta
 from nova_clear.hostos import errors
 from nova_clear.hostos import fetch
@@ -112,6 +113,18 @@ def _image_command(args):
                  sum(e['length'] for e in entries)))
 
 
+def _tries(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a number' % text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            'must be at least 1, not %d (with no try the new version would '
+            'never boot)' % value)
+    return value
+
+
 def update_main(argv=None):
     p = argparse.ArgumentParser(prog='clear-update',
                                 description='Update this host\'s OS.')
@@ -124,7 +137,9 @@ def update_main(argv=None):
     sub.add_parser('check', help='print the newest available version')
     s = sub.add_parser('update', help='stage a newer version for next boot')
     s.add_argument('--to', type=int, help='version (default: latest)')
-    s.add_argument('--tries', type=int, default=3)
+    s.add_argument('--tries', type=_tries, default=boot.DEFAULT_TRIES,
+                   help='boots of the new version before rolling back '
+                        '(at least 1, default %(default)s)')
     sub.add_parser('mark-good', help='the booted version is healthy')
     sub.add_parser('rollback', help='back to the good/previous version')
     s = sub.add_parser('verify', help='check the running snapshot')

@@ -162,6 +162,7 @@ class Updater:
 
     def update(self, to=None, tries=boot.DEFAULT_TRIES):
         """Stage version ``to`` (default latest); returns the new state."""
+        boot.check_tries(tries)
         with self._lock():
             state = self.state()
             top = self.fetch_top(to)

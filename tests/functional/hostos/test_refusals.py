@@ -118,6 +118,21 @@ class RefusalTest(InstalledRootTestCase):
         self.assert_refused('replayed', 'update', '--to', '3')
         self.assertEqual(2, self.boot_once())
 
+    def test_tries_below_one(self):
+        self.publish(2, delta_from=1)
+        for tries in ('-1', '0'):
+            proc = self.update('update', '--tries', tries, check=False)
+            self.assertEqual(2, proc.returncode, proc.stdout + proc.stderr)
+            self.assertIn('argument --tries: must be at least 1',
+                          proc.stderr)
+            self.assertEqual(self.before, self._snapshot_of_root())
+        # The library refuses too, before downloading anything.
+        del self.server.requests[:]
+        u = updater.Updater(self.root, fetch.Remote(self.server.url),
+                            signing.load_public_key(self.key + '.pub'))
+        self.assertRaises(errors.BootStateError, u.update, None, -1)
+        self.assertEqual([], self.server.requests)
+
     def test_truncated_download(self):
         self.publish(2, delta_from=1)
         self.server.cut_always.add(store.pack_relpath(1, 2))
