@@ -17,12 +17,18 @@ import json
 import posixpath
 import stat
 
+from nova_clear import safe_json
 from nova_clear.hostos import errors
 
 FORMAT = 1
 DIR, FILE, SYMLINK = 'dir', 'file', 'symlink'
 TYPES = (DIR, FILE, SYMLINK)
 _MAX_PATH = 4096
+# Documents from a mirror are parsed with safe_json: a manifest (with its
+# entries, xattr lists) nests 4 deep, a top manifest 3, an envelope 1.
+MAX_DEPTH = 8
+MAX_TOP = 4 * 1024 * 1024
+MAX_MANIFEST = 256 * 1024 * 1024
 
 
 def canonical_json(obj):
@@ -222,7 +228,7 @@ def make_manifest(version, entries, previous=None):
 
 def parse_manifest(data):
     """Validate and load manifest bytes (after their hash was checked)."""
-    doc = _load_json(data, 'manifest')
+    doc = load_json(data, 'manifest', MAX_MANIFEST)
     if doc.get('format') != FORMAT:
         raise errors.ManifestError('unsupported manifest format %r'
                                    % doc.get('format'))
@@ -237,13 +243,16 @@ def parse_manifest(data):
                     prev.get('version', 0), prev.get('sha256', ''))
 
 
-def _load_json(data, what):
+def load_json(data, what, max_bytes, error=errors.ManifestError):
+    """The JSON object ``data`` from a mirror, bounded (``safe_json``)."""
     try:
-        doc = json.loads(data)
+        doc = safe_json.loads(data, max_bytes, MAX_DEPTH)
+    except safe_json.JSONRefused as e:
+        raise error('%s refused: %s' % (what, e))
     except (ValueError, UnicodeDecodeError) as e:
-        raise errors.ManifestError('%s is not valid JSON: %s' % (what, e))
+        raise error('%s is not valid JSON: %s' % (what, e))
     if not isinstance(doc, dict):
-        raise errors.ManifestError('%s is not a JSON object' % what)
+        raise error('%s is not a JSON object' % what)
     return doc
 
 
@@ -286,7 +295,7 @@ def top_for(manifest):
 
 
 def parse_top(data):
-    doc = _load_json(data, 'top manifest')
+    doc = load_json(data, 'top manifest', MAX_TOP)
     try:
         if doc['format'] != FORMAT:
             raise errors.ManifestError('unsupported top manifest format')

@@ -135,7 +135,8 @@ class Updater:
             except ValueError:
                 raise errors.FetchError('the content has no valid latest '
                                         'version')
-        data = self.remote.get_small(store.top_relpath(version))
+        data = self.remote.get_small(store.top_relpath(version),
+                                     max_size=manifest.MAX_TOP)
         top = manifest.parse_top(signing.open_envelope(self.public_key,
                                                        data))
         if top.version != version:

@@ -231,3 +231,22 @@ class HostileMirrorTest(InstalledRootTestCase):
         self.assertIn('announces %d bytes' % (size + (1 << 20)), str(e))
         self.assertEqual(0, written)
         self.assert_refused('announces')
+
+    def test_deep_json_top_manifest(self):
+        """1 MiB-deep nesting, before and after the signature check."""
+        deep = b'[' * (1 << 20) + b']' * (1 << 20)
+        top = os.path.join(self.content, store.top_relpath(2))
+        os.makedirs(os.path.dirname(top))
+        store.write_atomic(os.path.join(self.content, 'latest'), b'2\n')
+        key = signing.load_private_key(self.key)
+        for envelope in (b'{"payload":' + deep + b'}',
+                         signing.seal(key, deep)):
+            with open(top, 'wb') as f:
+                f.write(envelope)
+            proc = self.assert_refused('nested deeper than 8 levels',
+                                       'update', '--to', '2')
+            self.assertNotIn('Traceback', proc.stderr)
+            self.assertEqual(1, len(proc.stderr.splitlines()), proc.stderr)
+            proc = self.assert_refused('nested deeper than 8 levels',
+                                       'check')
+            self.assertEqual(1, len(proc.stderr.splitlines()), proc.stderr)

@@ -118,3 +118,31 @@ class TopTest(testtools.TestCase):
                      b'{"format":1,"version":1,"manifest":{"sha256":"x",'
                      b'"size":1},"packs":{}}'):
             self.assertRaises(errors.ManifestError, manifest.parse_top, data)
+
+
+class DeepJSONTest(testtools.TestCase):
+    """Every JSON document from a mirror is a one-line refusal when deep."""
+
+    DEEP = b'[' * (1 << 20) + b']' * (1 << 20)
+
+    def test_manifest_and_top(self):
+        for parse in (manifest.parse_top, manifest.parse_manifest):
+            e = self.assertRaises(errors.ManifestError, parse, self.DEEP)
+            self.assertIn('nested deeper than 8 levels', str(e))
+
+    def test_envelope(self):
+        from nova_clear.hostos import signing
+        e = self.assertRaises(errors.SignatureError, signing.open_envelope,
+                              None, b'{"payload":' + self.DEEP + b'}')
+        self.assertIn('nested deeper than 8 levels', str(e))
+
+    def test_pack_index(self):
+        import os
+        import fixtures
+        from nova_clear.hostos import pack
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path, 'p')
+        with open(path, 'wb') as f:
+            f.write(pack.MAGIC + pack._LEN.pack(len(self.DEEP)) + self.DEEP)
+        e = self.assertRaises(errors.VerificationError, pack.PackReader,
+                              path)
+        self.assertIn('nested deeper than 8 levels', str(e))
