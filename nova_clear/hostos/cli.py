@@ -143,7 +143,9 @@ def update_main(argv=None):
     sub.add_parser('mark-good', help='the booted version is healthy')
     sub.add_parser('rollback', help='back to the good/previous version')
     s = sub.add_parser('verify', help='check the running snapshot')
-    s.add_argument('--repair', action='store_true')
+    s.add_argument('--repair', action='store_true',
+                   help='restore the paths the manifest lists; paths it '
+                        'does not list are reported, never removed')
     args = p.parse_args(argv)
     return _run('clear-update', _update_command, args)
 
@@ -191,9 +193,15 @@ def _update_command(args):
         s = u.rollback()
         print('next boot: version %d' % s.current)
     elif args.command == 'verify':
-        version, problems = u.verify(args.repair)
+        version, problems, extras, refused = u.verify(args.repair)
+        for path, reason in refused:
+            print('%s: repair refused: %s' % (path, reason))
         for path, reason in problems:
             print('%s: %s' % (path, reason))
-        print('version %d: %s' % (version, 'clean' if not problems else
-                                  '%d problems' % len(problems)))
+        for path in extras:
+            print('%s: not in the manifest (kept)' % path)
+        summary = 'clean' if not problems else '%d problems' % len(problems)
+        if extras:
+            summary += ', %d paths not in the manifest (kept)' % len(extras)
+        print('version %d: %s' % (version, summary))
         return 1 if problems else 0

@@ -24,6 +24,7 @@ from nova_clear.hostos import delta
 from nova_clear.hostos import errors
 from nova_clear.hostos import manifest
 from nova_clear.hostos import pack
+from nova_clear.hostos import repair as repair_mod
 from nova_clear.hostos import signing
 from nova_clear.hostos import stage
 from nova_clear.hostos import store
@@ -275,7 +276,13 @@ class Updater:
             return new_state
 
     def verify(self, repair=False):
-        """Problems of the running snapshot; repaired when asked."""
+        """(version, problems, extras, refused) of the running snapshot.
+
+        ``problems`` are manifest-listed paths that differ, ``extras``
+        paths the manifest does not list (the running host's: reported,
+        never removed).  With ``repair`` the listed paths are restored
+        (see ``repair``); ``refused`` are those it would not touch.
+        """
         state = self.state()
         version = state.booted or state.current
         if not version:
@@ -283,38 +290,23 @@ class Updater:
                                         % self.root)
         wanted = self.local_manifest(version)
         snap = stage.snapshot_dir(self.root, version)
-        problems = stage.verify(snap, wanted)
+        problems, extras = _split(stage.verify(snap, wanted))
+        refused = []
         if repair and problems:
             with self._lock():
-                self._repair(snap, wanted, problems)
-            problems = stage.verify(snap, wanted)
-        return version, problems
+                downloads = os.path.join(self.work, 'downloads')
+                os.makedirs(downloads, exist_ok=True)
+                refused = repair_mod.repair(
+                    snap, wanted, [p for p, _r in problems],
+                    RemoteSource(self.remote, downloads))
+                shutil.rmtree(downloads, ignore_errors=True)
+            problems, extras = _split(stage.verify(snap, wanted))
+        return version, problems, extras, refused
 
-    def _repair(self, snap, wanted, problems):
-        by_path = wanted.by_path()
-        downloads = os.path.join(self.work, 'downloads')
-        os.makedirs(downloads, exist_ok=True)
-        source = RemoteSource(self.remote, downloads)
-        for path, _reason in problems:
-            full = os.path.join(snap, path)
-            e = by_path.get(path)
-            if e is None:
-                _remove(full)
-                continue
-            tmp = os.path.join(os.path.dirname(full),
-                               '.repair-%s' % os.path.basename(full))
-            _remove(tmp)
-            if e.type == manifest.FILE:
-                source.write(e, tmp)
-            elif e.type == manifest.SYMLINK:
-                os.symlink(e.target, tmp)
-            else:
-                os.makedirs(full, exist_ok=True)
-                stage.apply_metadata(full, e)
-                continue
-            stage.apply_metadata(tmp, e)
-            _remove(full)
-            os.rename(tmp, full)
+
+def _split(found):
+    problems = [p for p in found if p[1] != stage.EXTRA]
+    return problems, [p for p, r in found if r == stage.EXTRA]
 
 
 def _unlink(path):
@@ -323,9 +315,3 @@ def _unlink(path):
     except FileNotFoundError:
         pass
 
-
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
