@@ -6,6 +6,7 @@ for ``rootfs`` (mmdebstrap in root mode).
 """
 
 import argparse
+import datetime
 import sys
 
 from nova_clear.hostos import bake
@@ -13,6 +14,7 @@ from nova_clear.hostos import boot
 from nova_clear.hostos import delta
 from nova_clear.hostos import errors
 from nova_clear.hostos import fetch
+from nova_clear.hostos import manifest
 from nova_clear.hostos import signing
 from nova_clear.hostos import updater
 
@@ -66,6 +68,13 @@ def image_main(argv=None):
     s.add_argument('--rootfs', required=True)
     s.add_argument('--content', required=True)
     s.add_argument('--key', required=True)
+    _expiry_option(s)
+    s = sub.add_parser('refresh', help='re-sign a top manifest with a new '
+                       'expiry (run well within its lifetime)')
+    s.add_argument('--content', required=True)
+    s.add_argument('--version', type=int, help='default: latest')
+    s.add_argument('--key', required=True)
+    _expiry_option(s)
     s = sub.add_parser('delta', help='make the N->M delta pack')
     s.add_argument('--content', required=True)
     s.add_argument('--from', dest='from_version', type=int, required=True)
@@ -80,8 +89,31 @@ def image_main(argv=None):
     s.add_argument('--window-mib', type=int,
                    default=delta.DEFAULT_WINDOW >> 20,
                    help='bsdiff window: larger files are chunked')
+    _expiry_option(s)
     args = p.parse_args(argv)
     return _run('clear-image', _image_command, args)
+
+
+def _expiry_option(parser):
+    parser.add_argument(
+        '--expires-days', type=_positive_days,
+        default=manifest.DEFAULT_LIFETIME.days,
+        help='days until the signed top manifest expires; hosts refuse it '
+             'after that (default %(default)s)')
+
+
+def _positive_days(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a number' % text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError('must be positive')
+    return value
+
+
+def _lifetime(args):
+    return datetime.timedelta(days=args.expires_days)
 
 
 def _image_command(args):
@@ -97,15 +129,23 @@ def _image_command(args):
                                  args.mirror)
     elif args.command == 'bake':
         m = bake.bake(args.version, args.rootfs, args.content,
-                      signing.load_private_key(args.key), progress)
+                      signing.load_private_key(args.key), progress,
+                      _lifetime(args))
         print('baked version %d: %d entries, manifest %s'
               % (m.version, len(m.entries), m.sha256))
+    elif args.command == 'refresh':
+        top = bake.refresh(args.content, args.version,
+                           signing.load_private_key(args.key),
+                           _lifetime(args))
+        print('top manifest %d re-signed, expires %s'
+              % (top.version, top.expires))
     elif args.command == 'delta':
         entries = bake.make_pack(
             args.content, args.from_version, args.to_version,
             signing.load_private_key(args.key), workers=args.workers,
             ram_budget=args.ram_budget_mib << 20, timeout=args.timeout,
-            window=args.window_mib << 20, progress=progress)
+            window=args.window_mib << 20, progress=progress,
+            lifetime=_lifetime(args))
         deltas = sum(1 for e in entries if e['kind'] == delta.DELTA)
         print('pack %d -> %d: %d files (%d deltas, %d full), %d bytes'
               % (args.from_version, args.to_version, len(entries), deltas,

@@ -144,11 +144,23 @@ class Updater:
             raise errors.SignatureError(
                 'top manifest for version %d is signed for version %d '
                 '(replayed)' % (version, top.version))
+        if top.expired():
+            raise errors.ExpiredError(
+                'top manifest of version %d expired at %s: the mirror '
+                'serves stale metadata (frozen, or the publisher has not '
+                're-signed it with clear-image refresh); refusing'
+                % (version, top.expires))
         return top
 
     def check(self):
         """(installed version, newest available version)."""
-        return self.state().current, self.fetch_top().version
+        try:
+            top = self.fetch_top()
+        except errors.ExpiredError as e:
+            raise errors.ExpiredError(
+                'the mirror %s serves only expired top manifests: %s'
+                % (self.remote.base_url, e))
+        return self.state().current, top.version
 
     # -- updating --------------------------------------------------------
     def _lock(self):
@@ -170,6 +182,11 @@ class Updater:
             top = self.fetch_top(to)
             if top.version == state.pending:
                 return state
+            if top.version < state.pending:
+                raise errors.DowngradeError(
+                    'refusing version %d: older than the staged pending '
+                    'version %d (clear-update rollback cancels it first)'
+                    % (top.version, state.pending))
             if top.version <= state.current:
                 raise errors.DowngradeError(
                     'refusing version %d: not newer than the installed %d'

@@ -1,5 +1,7 @@
 """Bad input: a clear error, exit status 1, and nothing applied."""
 
+import dataclasses
+import datetime
 import json
 import os
 
@@ -157,7 +159,8 @@ class RefusalTest(InstalledRootTestCase):
                 'entries': [e.to_dict() for e in entries]})
             store.write_atomic(os.path.join(
                 self.content, store.manifest_relpath(version)), data)
-            top = manifest.Top(version, manifest.sha256_hex(data), len(data))
+            top = manifest.Top(version, manifest.sha256_hex(data), len(data),
+                               expires='2100-01-01T00:00:00Z')
             store.write_atomic(os.path.join(
                 self.content, store.top_relpath(version)),
                 signing.seal(key, top.to_bytes()))
@@ -250,3 +253,49 @@ class HostileMirrorTest(InstalledRootTestCase):
             proc = self.assert_refused('nested deeper than 8 levels',
                                        'check')
             self.assertEqual(1, len(proc.stderr.splitlines()), proc.stderr)
+
+    def _resign_top(self, version, expires):
+        key = signing.load_private_key(self.key)
+        path = os.path.join(self.content, store.top_relpath(version))
+        with open(path, 'rb') as f:
+            top = manifest.parse_top(signing.open_envelope(
+                key.public_key(), f.read()))
+        top = dataclasses.replace(top, expires=expires)
+        store.write_atomic(path, signing.seal(key, top.to_bytes()))
+
+    def test_expired_top_manifest(self):
+        """A mirror frozen on (validly signed) old metadata."""
+        self.publish(2, delta_from=1)
+        self._resign_top(2, manifest.expires_after(
+            datetime.timedelta(seconds=-1)))
+        self.assert_refused('top manifest of version 2 expired at ',
+                            'update')
+        proc = self.assert_refused('serves only expired top manifests',
+                                   'check')
+        self.assertIn('clear-image refresh', proc.stderr)
+        # A publisher's refresh makes it acceptable again.
+        out = self.image('refresh', '--content', self.content, '--key',
+                         self.key, '--expires-days', '1').stdout
+        self.assertIn('top manifest 2 re-signed, expires ', out)
+        self.assertIn('available 2', self.update('check').stdout)
+        self.update('update')
+        self.assertEqual(2, self.state().pending)
+
+    def test_top_without_expiry_refused(self):
+        self.publish(2)
+        self._resign_top(2, '')
+        self.assert_refused('malformed top manifest', 'update')
+
+    def test_pending_never_replaced_by_older(self):
+        self.publish(2)
+        self.publish(3)
+        self.update('update', '--to', '3')
+        self.before = self._snapshot_of_root()
+        self.assertEqual(3, self.before[0].pending)
+        self.assert_refused('older than the staged pending version 3',
+                            'update', '--to', '2')
+        # A mirror whose latest went back (frozen, or rolled back) too.
+        store.write_atomic(os.path.join(self.content, 'latest'), b'2\n')
+        self.assert_refused('older than the staged pending version 3',
+                            'update')
+        self.assert_snapshot_is(3)

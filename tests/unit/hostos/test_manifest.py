@@ -105,13 +105,34 @@ class ManifestTest(testtools.TestCase):
 class TopTest(testtools.TestCase):
     def test_round_trip_with_packs(self):
         m = manifest.make_manifest(3, _entries())
-        top = manifest.top_for(m).with_pack(2, SHA_A, 10).with_pack(
+        top = manifest.top_for(m, '2030-01-02T03:04:05Z').with_pack(
+            2, SHA_A, 10).with_pack(
             1, SHA_B, 20).with_pack(2, SHA_B, 30)
         parsed = manifest.parse_top(top.to_bytes())
         self.assertEqual(top, parsed)
         self.assertEqual((SHA_B, 30), parsed.pack_from(2))
         self.assertIsNone(parsed.pack_from(7))
         self.assertEqual(m.sha256, parsed.manifest_sha256)
+
+    def test_expiry(self):
+        import datetime
+        m = manifest.make_manifest(3, _entries())
+        now = datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.timezone.utc)
+        expires = manifest.expires_after(datetime.timedelta(days=7), now)
+        self.assertEqual('2024-05-08T12:00:00Z', expires)
+        top = manifest.parse_top(manifest.top_for(m, expires).to_bytes())
+        self.assertFalse(top.expired(now))
+        self.assertTrue(top.expired(now + datetime.timedelta(days=7)))
+        for bad in ('', '2024-05-08', '2024-05-08T12:00:00+02:00', 7):
+            data = manifest.top_for(m).to_bytes().replace(
+                b'"expires":""', b'"expires":%s'
+                % manifest.canonical_json(bad))
+            e = self.assertRaises(errors.ManifestError, manifest.parse_top,
+                                  data)
+            self.assertIn('malformed top manifest', str(e))
+        data = manifest.top_for(m).to_bytes().replace(b'"expires":"",', b'')
+        e = self.assertRaises(errors.ManifestError, manifest.parse_top, data)
+        self.assertIn("no 'expires'", str(e))
 
     def test_malformed(self):
         for data in (b'{}', b'{"format": 1, "version": 1}',
