@@ -121,7 +121,8 @@ class Remote:
                                             % (self.url(relpath),
                                                resp.status_code))
                 if total is not None and total > limit:
-                    raise _too_large(relpath, limit, 'announces %d bytes' % total)
+                    raise _too_large(relpath, limit,
+                                     'announces %d bytes' % total)
                 with open(part, mode) as out:
                     try:
                         for block in resp.raw.stream(CHUNK,

@@ -18,8 +18,8 @@ import json
 import posixpath
 import stat
 
-from nova_clear import safe_json
 from nova_clear.hostos import errors
+from nova_clear import safe_json
 
 FORMAT = 1
 DIR, FILE, SYMLINK = 'dir', 'file', 'symlink'

@@ -331,4 +331,3 @@ def _unlink(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
-

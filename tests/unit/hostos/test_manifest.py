@@ -1,11 +1,16 @@
 """Manifests and top manifests: format, hashes, chain, path safety."""
 
 import dataclasses
+import datetime
+import os
 
+import fixtures
 import testtools
 
 from nova_clear.hostos import errors
 from nova_clear.hostos import manifest
+from nova_clear.hostos import pack
+from nova_clear.hostos import signing
 
 SHA_A = 'a' * 64
 SHA_B = 'b' * 64
@@ -115,7 +120,6 @@ class TopTest(testtools.TestCase):
         self.assertEqual(m.sha256, parsed.manifest_sha256)
 
     def test_expiry(self):
-        import datetime
         m = manifest.make_manifest(3, _entries())
         now = datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.timezone.utc)
         expires = manifest.expires_after(datetime.timedelta(days=7), now)
@@ -152,15 +156,11 @@ class DeepJSONTest(testtools.TestCase):
             self.assertIn('nested deeper than 8 levels', str(e))
 
     def test_envelope(self):
-        from nova_clear.hostos import signing
         e = self.assertRaises(errors.SignatureError, signing.open_envelope,
                               None, b'{"payload":' + self.DEEP + b'}')
         self.assertIn('nested deeper than 8 levels', str(e))
 
     def test_pack_index(self):
-        import os
-        import fixtures
-        from nova_clear.hostos import pack
         path = os.path.join(self.useFixture(fixtures.TempDir()).path, 'p')
         with open(path, 'wb') as f:
             f.write(pack.MAGIC + pack._LEN.pack(len(self.DEEP)) + self.DEEP)
