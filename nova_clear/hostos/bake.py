@@ -6,9 +6,13 @@ its hash, writes manifest N chained to the previous release and the
 signed top manifest, and last of all moves ``latest`` to N.
 
 ``make_pack`` writes ``packs/<M>/from-<N>.pack`` and re-signs top M so
-that it names the pack by hash.
+that it names the pack by hash.  Every signed top expires ``lifetime``
+after it is signed (default 7 days); ``refresh`` re-signs a published
+top with a new expiry, which the publisher runs well within it.
 """
 
+import dataclasses
+import datetime
 import os
 import stat
 import subprocess
@@ -78,7 +82,8 @@ def latest_version(content_dir):
 
 
 def load_manifest(content_dir, version, public_key):
-    """(top, manifest) of a published version, verified."""
+    """(top, manifest) of a published version, verified (not its expiry:
+    the publisher re-signs what it published)."""
     with open(os.path.join(content_dir, store.top_relpath(version)),
               'rb') as f:
         top = manifest.parse_top(signing.open_envelope(public_key, f.read()))
@@ -91,7 +96,8 @@ def load_manifest(content_dir, version, public_key):
     return top, manifest.parse_manifest(data)
 
 
-def bake(version, rootfs, content_dir, private_key, progress=_noop):
+def bake(version, rootfs, content_dir, private_key, progress=_noop,
+         lifetime=manifest.DEFAULT_LIFETIME):
     """Publish ``rootfs`` as ``version``; returns the manifest."""
     public = private_key.public_key()
     latest = latest_version(content_dir)
@@ -110,16 +116,30 @@ def bake(version, rootfs, content_dir, private_key, progress=_noop):
     data = new.to_bytes()
     store.write_atomic(os.path.join(content_dir,
                                     store.manifest_relpath(version)), data)
-    _write_top(content_dir, manifest.top_for(new), private_key)
+    _write_top(content_dir, manifest.top_for(new), private_key, lifetime)
     store.write_atomic(os.path.join(content_dir, 'latest'),
                        b'%d\n' % version)
     return new
 
 
-def _write_top(content_dir, top, private_key):
+def _write_top(content_dir, top, private_key, lifetime):
+    if lifetime <= datetime.timedelta(0):
+        raise errors.HostOSError('the lifetime of a top manifest must be '
+                                 'positive')
+    top = dataclasses.replace(top,
+                              expires=manifest.expires_after(lifetime))
     store.write_atomic(
         os.path.join(content_dir, store.top_relpath(top.version)),
         signing.seal(private_key, top.to_bytes()))
+    return top
+
+
+def refresh(content_dir, version, private_key,
+            lifetime=manifest.DEFAULT_LIFETIME):
+    """Re-sign top ``version`` (default latest) with a new expiry."""
+    version = version or latest_version(content_dir)
+    top, _m = load_manifest(content_dir, version, private_key.public_key())
+    return _write_top(content_dir, top, private_key, lifetime)
 
 
 def plan_jobs(old, new, content_dir, workdir):
@@ -159,7 +179,8 @@ def _unpack(content_dir, entry, workdir):
 
 def make_pack(content_dir, from_version, to_version, private_key,
               workers=None, ram_budget=2 << 30, timeout=600,
-              window=delta.DEFAULT_WINDOW, progress=_noop):
+              window=delta.DEFAULT_WINDOW, progress=_noop,
+              lifetime=manifest.DEFAULT_LIFETIME):
     """Write the N->M pack and name it in the re-signed top manifest M."""
     if from_version >= to_version:
         raise errors.DowngradeError('deltas go from an older version to a '
@@ -183,7 +204,7 @@ def make_pack(content_dir, from_version, to_version, private_key,
         entries = pack.write_pack(path, from_version, to_version, planned)
     sha, size = store.file_sha256(path)
     _write_top(content_dir, top.with_pack(from_version, sha, size),
-               private_key)
+               private_key, lifetime)
     return entries
 
 

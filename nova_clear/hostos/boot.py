@@ -12,17 +12,24 @@ initramfs (``boot-init.sh``, busybox sh) reads and writes it too::
 
 Every change writes a temporary file, fsyncs it and renames it over the
 old one: a crash leaves the old or the new state, never a mix.
-``choose`` is the initramfs's decision, in Python; both are tested.
+``choose_text`` is the initramfs's decision, in Python; both are tested
+on the same states.  A malformed line does not stop the boot: it is
+ignored, the try counter is not trusted (the pending version is dropped)
+and ``current`` boots.
 """
 
 import dataclasses
 import os
+import re
 
 from nova_clear.hostos import errors
 from nova_clear.hostos import store
 
 FIELDS = ('current', 'previous', 'pending', 'tries', 'booted', 'failed')
 DEFAULT_TRIES = 3
+# ASCII digits only (str.isdigit() takes '²'), short enough for busybox
+# sh's 64-bit arithmetic.
+_VALUE = re.compile(r'[0-9]{1,18}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,18 +42,27 @@ class BootState:
     failed: int = 0
 
 
-def parse(text):
-    values = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith('#'):
+def parse_lenient(text):
+    """(state, malformed lines): what the initramfs reads."""
+    values, bad = {}, []
+    for line in text.split('\n'):
+        key, _sep, value = line.partition('=')
+        if not key or key.startswith('#'):
             continue
-        key, sep, value = line.partition('=')
-        if not sep or key not in FIELDS or not value.isdigit():
-            raise errors.BootStateError('malformed boot state line %r'
-                                        % line)
+        if key not in FIELDS or not _VALUE.fullmatch(value):
+            bad.append(line)
+            continue
         values[key] = int(value)
-    return BootState(**values)
+    return BootState(**values), bad
+
+
+def parse(text):
+    """The state; BootStateError on any malformed line (``clear-update``
+    does not guess)."""
+    state, bad = parse_lenient(text)
+    if bad:
+        raise errors.BootStateError('malformed boot state line %r' % bad[0])
+    return state
 
 
 def format_state(state):
@@ -80,12 +96,34 @@ def choose(state):
     return state.current, dataclasses.replace(state, booted=state.current)
 
 
+def choose_text(text):
+    """(version, state to write) from the state file's text, exactly as
+    ``boot-state.sh``: malformed lines are ignored and then the pending
+    version is not tried.  BootStateError when no valid ``current``."""
+    state, bad = parse_lenient(text)
+    if bad:
+        state = dataclasses.replace(state, pending=0, tries=0)
+    version, new = choose(state)
+    if not version:
+        raise errors.BootStateError('no valid current version in the boot '
+                                    'state')
+    return version, new
+
+
 def installed(version):
     """The state of a freshly installed root: ``version`` is good."""
     return BootState(current=version, booted=version)
 
 
+def check_tries(tries):
+    if not (isinstance(tries, int) and not isinstance(tries, bool) and
+            tries >= 1):
+        raise errors.BootStateError('tries must be at least 1, not %r'
+                                    % (tries,))
+
+
 def set_pending(state, version, tries=DEFAULT_TRIES):
+    check_tries(tries)
     if version <= state.current:
         raise errors.DowngradeError('version %d is not newer than the '
                                     'installed %d' % (version, state.current))

@@ -6,12 +6,15 @@ for ``rootfs`` (mmdebstrap in root mode).
 """
 
 import argparse
+import datetime
 import sys
 
 from nova_clear.hostos import bake
+from nova_clear.hostos import boot
 from nova_clear.hostos import delta
 from nova_clear.hostos import errors
 from nova_clear.hostos import fetch
+from nova_clear.hostos import manifest
 from nova_clear.hostos import signing
 from nova_clear.hostos import updater
 
@@ -65,6 +68,13 @@ def image_main(argv=None):
     s.add_argument('--rootfs', required=True)
     s.add_argument('--content', required=True)
     s.add_argument('--key', required=True)
+    _expiry_option(s)
+    s = sub.add_parser('refresh', help='re-sign a top manifest with a new '
+                       'expiry (run well within its lifetime)')
+    s.add_argument('--content', required=True)
+    s.add_argument('--version', type=int, help='default: latest')
+    s.add_argument('--key', required=True)
+    _expiry_option(s)
     s = sub.add_parser('delta', help='make the N->M delta pack')
     s.add_argument('--content', required=True)
     s.add_argument('--from', dest='from_version', type=int, required=True)
@@ -79,8 +89,31 @@ def image_main(argv=None):
     s.add_argument('--window-mib', type=int,
                    default=delta.DEFAULT_WINDOW >> 20,
                    help='bsdiff window: larger files are chunked')
+    _expiry_option(s)
     args = p.parse_args(argv)
     return _run('clear-image', _image_command, args)
+
+
+def _expiry_option(parser):
+    parser.add_argument(
+        '--expires-days', type=_positive_days,
+        default=manifest.DEFAULT_LIFETIME.days,
+        help='days until the signed top manifest expires; hosts refuse it '
+             'after that (default %(default)s)')
+
+
+def _positive_days(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a number' % text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError('must be positive')
+    return value
+
+
+def _lifetime(args):
+    return datetime.timedelta(days=args.expires_days)
 
 
 def _image_command(args):
@@ -96,20 +129,40 @@ def _image_command(args):
                                  args.mirror)
     elif args.command == 'bake':
         m = bake.bake(args.version, args.rootfs, args.content,
-                      signing.load_private_key(args.key), progress)
+                      signing.load_private_key(args.key), progress,
+                      _lifetime(args))
         print('baked version %d: %d entries, manifest %s'
               % (m.version, len(m.entries), m.sha256))
+    elif args.command == 'refresh':
+        top = bake.refresh(args.content, args.version,
+                           signing.load_private_key(args.key),
+                           _lifetime(args))
+        print('top manifest %d re-signed, expires %s'
+              % (top.version, top.expires))
     elif args.command == 'delta':
         entries = bake.make_pack(
             args.content, args.from_version, args.to_version,
             signing.load_private_key(args.key), workers=args.workers,
             ram_budget=args.ram_budget_mib << 20, timeout=args.timeout,
-            window=args.window_mib << 20, progress=progress)
+            window=args.window_mib << 20, progress=progress,
+            lifetime=_lifetime(args))
         deltas = sum(1 for e in entries if e['kind'] == delta.DELTA)
         print('pack %d -> %d: %d files (%d deltas, %d full), %d bytes'
               % (args.from_version, args.to_version, len(entries), deltas,
                  len(entries) - deltas,
                  sum(e['length'] for e in entries)))
+
+
+def _tries(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a number' % text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            'must be at least 1, not %d (with no try the new version would '
+            'never boot)' % value)
+    return value
 
 
 def update_main(argv=None):
@@ -124,11 +177,15 @@ def update_main(argv=None):
     sub.add_parser('check', help='print the newest available version')
     s = sub.add_parser('update', help='stage a newer version for next boot')
     s.add_argument('--to', type=int, help='version (default: latest)')
-    s.add_argument('--tries', type=int, default=3)
+    s.add_argument('--tries', type=_tries, default=boot.DEFAULT_TRIES,
+                   help='boots of the new version before rolling back '
+                        '(at least 1, default %(default)s)')
     sub.add_parser('mark-good', help='the booted version is healthy')
     sub.add_parser('rollback', help='back to the good/previous version')
     s = sub.add_parser('verify', help='check the running snapshot')
-    s.add_argument('--repair', action='store_true')
+    s.add_argument('--repair', action='store_true',
+                   help='restore the paths the manifest lists; paths it '
+                        'does not list are reported, never removed')
     args = p.parse_args(argv)
     return _run('clear-update', _update_command, args)
 
@@ -176,9 +233,15 @@ def _update_command(args):
         s = u.rollback()
         print('next boot: version %d' % s.current)
     elif args.command == 'verify':
-        version, problems = u.verify(args.repair)
+        version, problems, extras, refused = u.verify(args.repair)
+        for path, reason in refused:
+            print('%s: repair refused: %s' % (path, reason))
         for path, reason in problems:
             print('%s: %s' % (path, reason))
-        print('version %d: %s' % (version, 'clean' if not problems else
-                                  '%d problems' % len(problems)))
+        for path in extras:
+            print('%s: not in the manifest (kept)' % path)
+        summary = 'clean' if not problems else '%d problems' % len(problems)
+        if extras:
+            summary += ', %d paths not in the manifest (kept)' % len(extras)
+        print('version %d: %s' % (version, summary))
         return 1 if problems else 0

@@ -31,3 +31,7 @@ class StagingError(HostOSError):
 
 class BootStateError(HostOSError):
     """The boot state file is malformed or the request does not apply."""
+
+
+class ExpiredError(HostOSError):
+    """A signed top manifest is past its expiry (stale or frozen mirror)."""

@@ -3,7 +3,9 @@
 Large files go to ``<dest>.part`` first; an interrupted or truncated
 transfer continues with a ``Range`` request where it stopped.  A file is
 renamed into place only when its size and sha256 match what the signed
-manifests promise.
+manifests promise.  The size is enforced while streaming: a mirror that
+announces or sends more is cut off at the expected size (nothing past it
+is written) and the partial file is removed.
 """
 
 import hashlib
@@ -71,12 +73,15 @@ class Remote:
                 os.unlink(part)
                 have = 0
             if expected is None or have < expected:
-                total = self._get_range(relpath, part, have, progress)
+                limit = expected if expected is not None else max_size
+                try:
+                    total = self._get_range(relpath, part, have, progress,
+                                            limit)
+                except errors.FetchError:
+                    _unlink(part)
+                    raise
                 if expected is None:
                     expected = total
-                if expected is not None and expected > max_size:
-                    raise errors.FetchError('%s is larger than %d bytes'
-                                            % (relpath, max_size))
             if expected is not None and os.path.getsize(part) == expected:
                 break
         got = os.path.getsize(part) if os.path.exists(part) else 0
@@ -92,8 +97,12 @@ class Remote:
         os.replace(part, dest)
         return dest
 
-    def _get_range(self, relpath, part, have, progress):
-        """Append to ``part`` from byte ``have``; the file's total size."""
+    def _get_range(self, relpath, part, have, progress, limit):
+        """Append to ``part`` from byte ``have``; the file's total size.
+
+        FetchError, before anything past it is written, when the server
+        announces or sends more than ``limit`` bytes in all.
+        """
         headers = {'Range': 'bytes=%d-' % have} if have else {}
         total = None
         try:
@@ -111,10 +120,16 @@ class Remote:
                     raise errors.FetchError('GET %s: HTTP %d'
                                             % (self.url(relpath),
                                                resp.status_code))
+                if total is not None and total > limit:
+                    raise _too_large(relpath, limit,
+                                     'announces %d bytes' % total)
                 with open(part, mode) as out:
                     try:
                         for block in resp.raw.stream(CHUNK,
                                                      decode_content=False):
+                            if have + len(block) > limit:
+                                raise _too_large(relpath, limit,
+                                                 'sends more bytes')
                             out.write(block)
                             have += len(block)
                             progress('download', have, total)
@@ -126,6 +141,19 @@ class Remote:
             # A broken transfer: the next attempt resumes from the part.
             progress('download-interrupted', have, total)
         return total
+
+
+def _too_large(relpath, limit, what):
+    return errors.FetchError(
+        '%s: the mirror %s while the signed manifest allows %d; download '
+        'stopped and discarded' % (relpath, what, limit))
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _range_total(header):

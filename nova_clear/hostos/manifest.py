@@ -12,17 +12,24 @@ content always gives the same bytes and the same hash.
 """
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import posixpath
 import stat
 
 from nova_clear.hostos import errors
+from nova_clear import safe_json
 
 FORMAT = 1
 DIR, FILE, SYMLINK = 'dir', 'file', 'symlink'
 TYPES = (DIR, FILE, SYMLINK)
 _MAX_PATH = 4096
+# Documents from a mirror are parsed with safe_json: a manifest (with its
+# entries, xattr lists) nests 4 deep, a top manifest 3, an envelope 1.
+MAX_DEPTH = 8
+MAX_TOP = 4 * 1024 * 1024
+MAX_MANIFEST = 256 * 1024 * 1024
 
 
 def canonical_json(obj):
@@ -222,7 +229,7 @@ def make_manifest(version, entries, previous=None):
 
 def parse_manifest(data):
     """Validate and load manifest bytes (after their hash was checked)."""
-    doc = _load_json(data, 'manifest')
+    doc = load_json(data, 'manifest', MAX_MANIFEST)
     if doc.get('format') != FORMAT:
         raise errors.ManifestError('unsupported manifest format %r'
                                    % doc.get('format'))
@@ -237,14 +244,38 @@ def parse_manifest(data):
                     prev.get('version', 0), prev.get('sha256', ''))
 
 
-def _load_json(data, what):
+def load_json(data, what, max_bytes, error=errors.ManifestError):
+    """The JSON object ``data`` from a mirror, bounded (``safe_json``)."""
     try:
-        doc = json.loads(data)
+        doc = safe_json.loads(data, max_bytes, MAX_DEPTH)
+    except safe_json.JSONRefused as e:
+        raise error('%s refused: %s' % (what, e))
     except (ValueError, UnicodeDecodeError) as e:
-        raise errors.ManifestError('%s is not valid JSON: %s' % (what, e))
+        raise error('%s is not valid JSON: %s' % (what, e))
     if not isinstance(doc, dict):
-        raise errors.ManifestError('%s is not a JSON object' % what)
+        raise error('%s is not a JSON object' % what)
     return doc
+
+
+EXPIRES_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
+DEFAULT_LIFETIME = datetime.timedelta(days=7)
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def expires_after(lifetime, now=None):
+    """The ``expires`` string ``lifetime`` (a timedelta) from now."""
+    return ((now or utcnow()) + lifetime).strftime(EXPIRES_FORMAT)
+
+
+def parse_expires(text):
+    """The aware UTC datetime of an ``expires`` string; ValueError."""
+    if not isinstance(text, str):
+        raise ValueError('expires is not a string')
+    return datetime.datetime.strptime(text, EXPIRES_FORMAT).replace(
+        tzinfo=datetime.timezone.utc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,16 +284,24 @@ class Top:
 
     ``manifest`` is (sha256, size) of the manifest; ``packs`` maps a
     from-version to (sha256, size) of the delta pack from it.
+    ``expires`` (ISO-8601 UTC, ``2024-05-01T12:00:00Z``) bounds how long
+    a mirror may serve it, as TUF's timestamp role: a host refuses an
+    expired top, so a mirror cannot freeze it on old versions.
     """
 
     version: int
     manifest_sha256: str
     manifest_size: int
     packs: tuple = ()
+    expires: str = ''
+
+    def expired(self, now=None):
+        return parse_expires(self.expires) <= (now or utcnow())
 
     def to_bytes(self):
         return canonical_json({
             'format': FORMAT, 'version': self.version,
+            'expires': self.expires,
             'manifest': {'sha256': self.manifest_sha256,
                          'size': self.manifest_size},
             'packs': {str(v): {'sha256': s, 'size': n}
@@ -280,13 +319,14 @@ class Top:
         return dataclasses.replace(self, packs=tuple(sorted(packs)))
 
 
-def top_for(manifest):
+def top_for(manifest, expires=''):
     data = manifest.to_bytes()
-    return Top(manifest.version, sha256_hex(data), len(data))
+    return Top(manifest.version, sha256_hex(data), len(data),
+               expires=expires)
 
 
 def parse_top(data):
-    doc = _load_json(data, 'top manifest')
+    doc = load_json(data, 'top manifest', MAX_TOP)
     try:
         if doc['format'] != FORMAT:
             raise errors.ManifestError('unsupported top manifest format')
@@ -294,8 +334,11 @@ def parse_top(data):
             (int(v), p['sha256'], p['size'])
             for v, p in doc['packs'].items()))
         top = Top(doc['version'], doc['manifest']['sha256'],
-                  doc['manifest']['size'], packs)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+                  doc['manifest']['size'], packs, doc['expires'])
+        parse_expires(top.expires)
+    except KeyError as e:
+        raise errors.ManifestError('malformed top manifest: no %s' % e)
+    except (TypeError, ValueError, AttributeError) as e:
         raise errors.ManifestError('malformed top manifest: %s' % e)
     if not (_is_int(top.version, 1) and _is_sha256(top.manifest_sha256) and
             _is_int(top.manifest_size)):

@@ -12,7 +12,6 @@ checked again against the target hash when applied.
 
 import dataclasses
 import io
-import json
 import os
 import shutil
 import struct
@@ -79,14 +78,15 @@ class PackReader:
             (length,) = _LEN.unpack(head[len(MAGIC):])
             if length > MAX_INDEX:
                 raise errors.VerificationError('pack index too large')
+            doc = manifest.load_json(f.read(length), 'pack index',
+                                     MAX_INDEX, errors.VerificationError)
             try:
-                doc = json.loads(f.read(length))
                 self.entries = {
                     e['target']: PackEntry(e['target'], e['size'],
                                            e['kind'], e['source'],
                                            e['offset'], e['length'])
                     for e in doc['entries']}
-            except (ValueError, KeyError, TypeError) as e:
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
                 raise errors.VerificationError('corrupt pack index: %s' % e)
         self.base = len(MAGIC) + _LEN.size + length
 

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives import serialization
 
 from nova_clear.hostos import errors
+from nova_clear.hostos import manifest
 
 
 def generate_key(private_path, public_path):
@@ -62,8 +63,9 @@ def seal(private_key, payload):
 
 def open_envelope(public_key, data):
     """The payload of a verified envelope; SignatureError otherwise."""
+    doc = manifest.load_json(data, 'signed top manifest', manifest.MAX_TOP,
+                             errors.SignatureError)
     try:
-        doc = json.loads(data)
         payload = doc['payload'].encode()
         signature = base64.b64decode(doc['signature'], validate=True)
     except (ValueError, KeyError, TypeError, AttributeError,

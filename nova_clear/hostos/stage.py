@@ -147,19 +147,40 @@ def _same_size(path, size):
     return stat.S_ISREG(st.st_mode) and st.st_size == size
 
 
+EXTRA = 'not in the manifest'
+_BAD_PARENT = 'parent is not a real directory'
+
+
 def verify(snapshot, wanted):
-    """Problems of a snapshot against its manifest, as (path, reason)."""
+    """Problems of a snapshot against its manifest, as (path, reason).
+
+    A path that is not in the manifest is reported once with reason
+    ``EXTRA`` (not descended into: instance directories, logs...).  Under
+    a listed directory that is not a real one nothing is read.
+    """
     problems = []
     expected = wanted.by_path()
     for dirpath, dirs, files in os.walk(snapshot):
-        for name in dirs + files:
+        keep = []
+        for name in sorted(dirs) + sorted(files):
             rel = os.path.relpath(os.path.join(dirpath, name), snapshot)
             if rel not in expected:
-                problems.append((rel, 'not in the manifest'))
+                problems.append((rel, EXTRA))
+            elif name in dirs:
+                keep.append(name)
+        dirs[:] = keep
+    bad = set()
     for e in wanted.entries:
-        reason = _check(os.path.join(snapshot, e.path), e)
+        if os.path.dirname(e.path) in bad:
+            reason = _BAD_PARENT
+        else:
+            reason = _check(os.path.join(snapshot, e.path), e)
         if reason:
             problems.append((e.path, reason))
+            if e.type == manifest.DIR and (reason == _BAD_PARENT or
+                                           reason.startswith(('not a',
+                                                              'missing'))):
+                bad.add(e.path)
     return problems
 
 

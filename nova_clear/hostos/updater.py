@@ -24,6 +24,7 @@ from nova_clear.hostos import delta
 from nova_clear.hostos import errors
 from nova_clear.hostos import manifest
 from nova_clear.hostos import pack
+from nova_clear.hostos import repair as repair_mod
 from nova_clear.hostos import signing
 from nova_clear.hostos import stage
 from nova_clear.hostos import store
@@ -135,18 +136,31 @@ class Updater:
             except ValueError:
                 raise errors.FetchError('the content has no valid latest '
                                         'version')
-        data = self.remote.get_small(store.top_relpath(version))
+        data = self.remote.get_small(store.top_relpath(version),
+                                     max_size=manifest.MAX_TOP)
         top = manifest.parse_top(signing.open_envelope(self.public_key,
                                                        data))
         if top.version != version:
             raise errors.SignatureError(
                 'top manifest for version %d is signed for version %d '
                 '(replayed)' % (version, top.version))
+        if top.expired():
+            raise errors.ExpiredError(
+                'top manifest of version %d expired at %s: the mirror '
+                'serves stale metadata (frozen, or the publisher has not '
+                're-signed it with clear-image refresh); refusing'
+                % (version, top.expires))
         return top
 
     def check(self):
         """(installed version, newest available version)."""
-        return self.state().current, self.fetch_top().version
+        try:
+            top = self.fetch_top()
+        except errors.ExpiredError as e:
+            raise errors.ExpiredError(
+                'the mirror %s serves only expired top manifests: %s'
+                % (self.remote.base_url, e))
+        return self.state().current, top.version
 
     # -- updating --------------------------------------------------------
     def _lock(self):
@@ -162,11 +176,17 @@ class Updater:
 
     def update(self, to=None, tries=boot.DEFAULT_TRIES):
         """Stage version ``to`` (default latest); returns the new state."""
+        boot.check_tries(tries)
         with self._lock():
             state = self.state()
             top = self.fetch_top(to)
             if top.version == state.pending:
                 return state
+            if top.version < state.pending:
+                raise errors.DowngradeError(
+                    'refusing version %d: older than the staged pending '
+                    'version %d (clear-update rollback cancels it first)'
+                    % (top.version, state.pending))
             if top.version <= state.current:
                 raise errors.DowngradeError(
                     'refusing version %d: not newer than the installed %d'
@@ -273,7 +293,13 @@ class Updater:
             return new_state
 
     def verify(self, repair=False):
-        """Problems of the running snapshot; repaired when asked."""
+        """(version, problems, extras, refused) of the running snapshot.
+
+        ``problems`` are manifest-listed paths that differ, ``extras``
+        paths the manifest does not list (the running host's: reported,
+        never removed).  With ``repair`` the listed paths are restored
+        (see ``repair``); ``refused`` are those it would not touch.
+        """
         state = self.state()
         version = state.booted or state.current
         if not version:
@@ -281,38 +307,23 @@ class Updater:
                                         % self.root)
         wanted = self.local_manifest(version)
         snap = stage.snapshot_dir(self.root, version)
-        problems = stage.verify(snap, wanted)
+        problems, extras = _split(stage.verify(snap, wanted))
+        refused = []
         if repair and problems:
             with self._lock():
-                self._repair(snap, wanted, problems)
-            problems = stage.verify(snap, wanted)
-        return version, problems
+                downloads = os.path.join(self.work, 'downloads')
+                os.makedirs(downloads, exist_ok=True)
+                refused = repair_mod.repair(
+                    snap, wanted, [p for p, _r in problems],
+                    RemoteSource(self.remote, downloads))
+                shutil.rmtree(downloads, ignore_errors=True)
+            problems, extras = _split(stage.verify(snap, wanted))
+        return version, problems, extras, refused
 
-    def _repair(self, snap, wanted, problems):
-        by_path = wanted.by_path()
-        downloads = os.path.join(self.work, 'downloads')
-        os.makedirs(downloads, exist_ok=True)
-        source = RemoteSource(self.remote, downloads)
-        for path, _reason in problems:
-            full = os.path.join(snap, path)
-            e = by_path.get(path)
-            if e is None:
-                _remove(full)
-                continue
-            tmp = os.path.join(os.path.dirname(full),
-                               '.repair-%s' % os.path.basename(full))
-            _remove(tmp)
-            if e.type == manifest.FILE:
-                source.write(e, tmp)
-            elif e.type == manifest.SYMLINK:
-                os.symlink(e.target, tmp)
-            else:
-                os.makedirs(full, exist_ok=True)
-                stage.apply_metadata(full, e)
-                continue
-            stage.apply_metadata(tmp, e)
-            _remove(full)
-            os.rename(tmp, full)
+
+def _split(found):
+    problems = [p for p in found if p[1] != stage.EXTRA]
+    return problems, [p for p, r in found if r == stage.EXTRA]
 
 
 def _unlink(path):
@@ -320,10 +331,3 @@ def _unlink(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)

@@ -2,7 +2,8 @@
 
 ``http.server``'s own handler ignores ``Range``; this one answers 206 for
 ``bytes=N-`` like any production web server, logs every request, and
-can cut transfers short to test resuming and truncation.
+can cut transfers short to test resuming and truncation, or send more
+than the file (a hostile mirror).
 """
 
 import http.server
@@ -18,6 +19,9 @@ class ContentServer:
         self.requests = []
         self.cut_once = set()
         self.cut_always = set()
+        # rel -> (extra bytes, announce them in Content-Length or not)
+        self.oversize = {}
+        self.sent = {}
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -70,6 +74,9 @@ class ContentServer:
         else:
             h.send_response(200)
         body = data[start:]
+        if rel in self.oversize:
+            self._send_oversize(h, rel, body)
+            return
         h.send_header('Content-Length', str(len(body)))
         h.end_headers()
         if rel in self.cut_once or rel in self.cut_always:
@@ -80,3 +87,22 @@ class ContentServer:
             h.close_connection = True
             return
         h.wfile.write(body)
+
+    def _send_oversize(self, h, rel, body):
+        """The file, then ``extra`` junk bytes, until the client hangs up."""
+        extra, announce = self.oversize[rel]
+        if announce:
+            h.send_header('Content-Length', str(len(body) + extra))
+        else:
+            h.send_header('Connection', 'close')
+        h.end_headers()
+        h.close_connection = True
+        self.sent[rel] = 0
+        block = b'\xa5' * (64 * 1024)
+        chunks = [body] + [block] * (extra // len(block))
+        try:
+            for chunk in chunks:
+                h.wfile.write(chunk)
+                self.sent[rel] += len(chunk)
+        except OSError:
+            pass  # the client stopped reading: expected

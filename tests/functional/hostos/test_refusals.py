@@ -1,12 +1,17 @@
 """Bad input: a clear error, exit status 1, and nothing applied."""
 
+import dataclasses
+import datetime
 import json
 import os
 
+from nova_clear.hostos import errors
+from nova_clear.hostos import fetch
 from nova_clear.hostos import manifest
 from nova_clear.hostos import signing
 from nova_clear.hostos import stage
 from nova_clear.hostos import store
+from nova_clear.hostos import updater
 from tests.functional.hostos import base
 from tests.functional import mounts
 
@@ -19,7 +24,9 @@ def _flip(path, offset=-100):
         f.write(bytes([byte[0] ^ 0xff]))
 
 
-class RefusalTest(base.HostOSTestCase):
+class InstalledRootTestCase(base.HostOSTestCase):
+    """Version 1 installed; refusals must leave it exactly as it was."""
+
     def setUp(self):
         super().setUp()
         self.publish(1)
@@ -41,6 +48,8 @@ class RefusalTest(base.HostOSTestCase):
             self.assert_snapshot_is(1)
         return proc
 
+
+class RefusalTest(InstalledRootTestCase):
     def test_tampered_delta_pack(self):
         self.publish(2, delta_from=1)
         _flip(os.path.join(self.content, store.pack_relpath(1, 2)))
@@ -111,6 +120,21 @@ class RefusalTest(base.HostOSTestCase):
         self.assert_refused('replayed', 'update', '--to', '3')
         self.assertEqual(2, self.boot_once())
 
+    def test_tries_below_one(self):
+        self.publish(2, delta_from=1)
+        for tries in ('-1', '0'):
+            proc = self.update('update', '--tries', tries, check=False)
+            self.assertEqual(2, proc.returncode, proc.stdout + proc.stderr)
+            self.assertIn('argument --tries: must be at least 1',
+                          proc.stderr)
+            self.assertEqual(self.before, self._snapshot_of_root())
+        # The library refuses too, before downloading anything.
+        del self.server.requests[:]
+        u = updater.Updater(self.root, fetch.Remote(self.server.url),
+                            signing.load_public_key(self.key + '.pub'))
+        self.assertRaises(errors.BootStateError, u.update, None, -1)
+        self.assertEqual([], self.server.requests)
+
     def test_truncated_download(self):
         self.publish(2, delta_from=1)
         self.server.cut_always.add(store.pack_relpath(1, 2))
@@ -135,7 +159,8 @@ class RefusalTest(base.HostOSTestCase):
                 'entries': [e.to_dict() for e in entries]})
             store.write_atomic(os.path.join(
                 self.content, store.manifest_relpath(version)), data)
-            top = manifest.Top(version, manifest.sha256_hex(data), len(data))
+            top = manifest.Top(version, manifest.sha256_hex(data), len(data),
+                               expires='2100-01-01T00:00:00Z')
             store.write_atomic(os.path.join(
                 self.content, store.top_relpath(version)),
                 signing.seal(key, top.to_bytes()))
@@ -160,3 +185,117 @@ class RefusalTest(base.HostOSTestCase):
                                        stage.snapshots(small)))
         self.assertEqual(['1'], os.listdir(os.path.join(small, 'versions')))
         self.assert_snapshot_is(1, root=small)
+
+
+class HostileMirrorTest(InstalledRootTestCase):
+    """Mirrors that send too much, deep JSON or stale metadata."""
+
+    def _pack_download(self):
+        """Download pack 1->2 in-process; (error, largest .part seen)."""
+        u = updater.Updater(self.root, fetch.Remote(self.server.url),
+                            signing.load_public_key(self.key + '.pub'))
+        sha, size = u.fetch_top(2).pack_from(1)
+        dest = os.path.join(self.dir, 'pack')
+        seen = [0]
+
+        def progress(step, _done, _total=None):
+            if os.path.exists(dest + '.part'):
+                seen[0] = max(seen[0], os.path.getsize(dest + '.part'))
+
+        e = self.assertRaises(errors.FetchError, u.remote.download,
+                              store.pack_relpath(1, 2), dest, size=size,
+                              sha256=sha, progress=progress)
+        self.assertFalse(os.path.lexists(dest + '.part'))
+        self.assertFalse(os.path.lexists(dest))
+        return e, seen[0], size
+
+    def test_oversized_download_stopped_at_size(self):
+        self.publish(2, delta_from=1)
+        rel = store.pack_relpath(1, 2)
+        # No Content-Length: the mirror streams 64 MiB past the pack.
+        self.server.oversize[rel] = (64 << 20, False)
+        e, written, size = self._pack_download()
+        self.assertIn('sends more bytes while the signed manifest allows %d'
+                      % size, str(e))
+        self.assertLessEqual(written, size + fetch.CHUNK)
+        self.assertLessEqual(written, size)
+        # The client hung up long before the 64 MiB were sent.
+        self.assertLess(self.server.sent[rel], size + (32 << 20))
+        proc = self.assert_refused('sends more bytes')
+        self.assertNotIn('Traceback', proc.stderr)
+        downloads = os.path.join(self.root, '.clear-update', 'downloads')
+        self.assertEqual([], os.listdir(downloads)
+                         if os.path.isdir(downloads) else [])
+
+    def test_oversized_announcement_refused_before_writing(self):
+        self.publish(2, delta_from=1)
+        self.server.oversize[store.pack_relpath(1, 2)] = (1 << 20, True)
+        e, written, size = self._pack_download()
+        self.assertIn('announces %d bytes' % (size + (1 << 20)), str(e))
+        self.assertEqual(0, written)
+        self.assert_refused('announces')
+
+    def test_deep_json_top_manifest(self):
+        """1 MiB-deep nesting, before and after the signature check."""
+        deep = b'[' * (1 << 20) + b']' * (1 << 20)
+        top = os.path.join(self.content, store.top_relpath(2))
+        os.makedirs(os.path.dirname(top))
+        store.write_atomic(os.path.join(self.content, 'latest'), b'2\n')
+        key = signing.load_private_key(self.key)
+        for envelope in (b'{"payload":' + deep + b'}',
+                         signing.seal(key, deep)):
+            with open(top, 'wb') as f:
+                f.write(envelope)
+            proc = self.assert_refused('nested deeper than 8 levels',
+                                       'update', '--to', '2')
+            self.assertNotIn('Traceback', proc.stderr)
+            self.assertEqual(1, len(proc.stderr.splitlines()), proc.stderr)
+            proc = self.assert_refused('nested deeper than 8 levels',
+                                       'check')
+            self.assertEqual(1, len(proc.stderr.splitlines()), proc.stderr)
+
+    def _resign_top(self, version, expires):
+        key = signing.load_private_key(self.key)
+        path = os.path.join(self.content, store.top_relpath(version))
+        with open(path, 'rb') as f:
+            top = manifest.parse_top(signing.open_envelope(
+                key.public_key(), f.read()))
+        top = dataclasses.replace(top, expires=expires)
+        store.write_atomic(path, signing.seal(key, top.to_bytes()))
+
+    def test_expired_top_manifest(self):
+        """A mirror frozen on (validly signed) old metadata."""
+        self.publish(2, delta_from=1)
+        self._resign_top(2, manifest.expires_after(
+            datetime.timedelta(seconds=-1)))
+        self.assert_refused('top manifest of version 2 expired at ',
+                            'update')
+        proc = self.assert_refused('serves only expired top manifests',
+                                   'check')
+        self.assertIn('clear-image refresh', proc.stderr)
+        # A publisher's refresh makes it acceptable again.
+        out = self.image('refresh', '--content', self.content, '--key',
+                         self.key, '--expires-days', '1').stdout
+        self.assertIn('top manifest 2 re-signed, expires ', out)
+        self.assertIn('available 2', self.update('check').stdout)
+        self.update('update')
+        self.assertEqual(2, self.state().pending)
+
+    def test_top_without_expiry_refused(self):
+        self.publish(2)
+        self._resign_top(2, '')
+        self.assert_refused('malformed top manifest', 'update')
+
+    def test_pending_never_replaced_by_older(self):
+        self.publish(2)
+        self.publish(3)
+        self.update('update', '--to', '3')
+        self.before = self._snapshot_of_root()
+        self.assertEqual(3, self.before[0].pending)
+        self.assert_refused('older than the staged pending version 3',
+                            'update', '--to', '2')
+        # A mirror whose latest went back (frozen, or rolled back) too.
+        store.write_atomic(os.path.join(self.content, 'latest'), b'2\n')
+        self.assert_refused('older than the staged pending version 3',
+                            'update')
+        self.assert_snapshot_is(3)

@@ -7,6 +7,7 @@ snapshots with owners, modes, xattrs and hard links (run as root).
 import os
 
 from nova_clear.hostos import bake
+from nova_clear.hostos import manifest
 from nova_clear.hostos import stage
 from nova_clear.hostos import store
 from tests.functional.hostos import base
@@ -128,3 +129,89 @@ class UpdateFlowTest(base.HostOSTestCase):
         self.assertEqual([3, 4], stage.snapshots(self.root))
         self.update('rollback')
         self.assertEqual(3, self.boot_once())
+
+
+class RepairTest(base.HostOSTestCase):
+    """verify --repair restores what the manifest lists, nothing else."""
+
+    RUNTIME = {'var/lib/nova/instances/x/disk': b'guest disk',
+               'var/lib/libvirt/qemu/x.xml': b'<domain/>',
+               'etc/ssh/ssh_host_ed25519_key': b'host key',
+               'var/log/nova-compute.log': b'log line\n'}
+
+    def setUp(self):
+        super().setUp()
+        self.publish(1, extra={'etc/ssh/sshd_config': b'Port 22\n',
+                               'var/log/README': b'logs\n'})
+        self.update('update', '--to', '1')
+        self.snap = os.path.join(self.root, 'versions', '1')
+
+    def _read(self, rel, top=None):
+        with open(os.path.join(top or self.snap, rel), 'rb') as f:
+            return f.read()
+
+    def test_runtime_files_kept(self):
+        for rel, data in self.RUNTIME.items():
+            base.write(os.path.join(self.snap, rel), data, 0o600)
+        with open(os.path.join(self.snap, 'usr/lib/os-1.0/libos.so'),
+                  'r+b') as f:
+            f.write(b'corrupt')
+        base.write(os.path.join(self.snap, 'etc/ssh/sshd_config'),
+                   b'PermitRootLogin yes\n')
+        os.unlink(os.path.join(self.snap, 'sbin/init'))
+        os.unlink(os.path.join(self.snap, 'bin/sh'))
+        os.symlink('/tmp/evil', os.path.join(self.snap, 'bin/sh'))
+        before = self.update('verify', check=False)
+        self.assertEqual(1, before.returncode)
+
+        proc = self.update('verify', '--repair')
+        for rel, data in self.RUNTIME.items():
+            self.assertEqual(data, self._read(rel), rel)
+        self.assertIn('usr/lib/os-1.0/libos.so: content differs',
+                      before.stdout)
+        self.assertIn('var/lib: not in the manifest (kept)', before.stdout)
+        self.assertIn('etc/ssh/ssh_host_ed25519_key: not in the manifest '
+                      '(kept)', before.stdout)
+        self.assertIn('version 1: clean, 3 paths not in the manifest '
+                      '(kept)', proc.stdout)
+        self.assertEqual(b'Port 22\n', self._read('etc/ssh/sshd_config'))
+        self.assertEqual('/bin/busybox',
+                         os.readlink(os.path.join(self.snap, 'bin/sh')))
+        self.assertTrue(os.path.isfile(os.path.join(self.snap, 'sbin/init')))
+        with open(os.path.join(self.root, 'manifests', '1.json'), 'rb') as f:
+            wanted = manifest.parse_manifest(f.read())
+        self.assertEqual(
+            {'var/lib', 'etc/ssh/ssh_host_ed25519_key',
+             'var/log/nova-compute.log'},
+            {p for p, r in stage.verify(self.snap, wanted)
+             if r == stage.EXTRA})
+        self.assertEqual([], [p for p in stage.verify(self.snap, wanted)
+                              if p[1] != stage.EXTRA])
+        self.assertEqual([], [n for n in os.listdir(os.path.join(
+            self.root, 'versions')) if n != '1'])
+
+    def test_symlinked_parent_refused(self):
+        lib = os.path.join(self.snap, 'usr/lib/os-1.0')
+        decoy = os.path.join(self.dir, 'decoy')
+        os.makedirs(decoy)
+        base.write(os.path.join(decoy, 'libos.so'), b'decoy')
+        os.rename(lib, os.path.join(self.dir, 'moved'))
+        os.symlink(decoy, lib)
+        os.chmod(os.path.join(self.snap, 'etc/os-version'), 0o666)
+        proc = self.update('verify', '--repair', check=False)
+        # Nothing written through the symlink, which is left in place.
+        self.assertEqual(['libos.so'], os.listdir(decoy))
+        self.assertEqual(b'decoy', self._read('libos.so', decoy))
+        self.assertEqual(0o644, os.stat(os.path.join(
+            decoy, 'libos.so')).st_mode & 0o7777)
+        self.assertEqual(0o755, os.stat(decoy).st_mode & 0o7777)
+        self.assertEqual(decoy, os.readlink(lib))
+        self.assertEqual(1, proc.returncode)
+        self.assertIn('usr/lib/os-1.0: repair refused: a symlink where the '
+                      'manifest lists a directory: not removed', proc.stdout)
+        self.assertIn('usr/lib/os-1.0/libos.so: repair refused: parent '
+                      'usr/lib/os-1.0 is not a real directory', proc.stdout)
+        # The rest was repaired.
+        self.assertNotIn('etc/os-version', proc.stdout)
+        self.assertEqual(0o644, os.stat(os.path.join(
+            self.snap, 'etc/os-version')).st_mode & 0o7777)

@@ -52,6 +52,11 @@ class BootStateTest(testtools.TestCase):
         self.assertRaises(errors.BootStateError, boot.rollback,
                           boot.installed(1))
 
+    def test_tries_below_one_refused(self):
+        for tries in (0, -1, True):
+            self.assertRaises(errors.BootStateError, boot.set_pending,
+                              boot.installed(1), 2, tries)
+
     def test_downgrade_refused(self):
         self.assertRaises(errors.DowngradeError, boot.set_pending,
                           boot.installed(5), 4)
@@ -90,13 +95,36 @@ class ShellParityTest(testtools.TestCase):
                                  booted=2),
                   boot.BootState(current=5, previous=4, booted=5, failed=6)]
         for state in states:
-            version, new = boot.choose(state)
+            version, new = boot.choose_text(boot.format_state(state))
+            self.assertEqual((version, new), boot.choose(state))
             code, out, text = self._shell_choose(boot.format_state(state))
             self.assertEqual((0, str(version)), (code, out), state)
             self.assertEqual(boot.format_state(new), text, state)
 
-    def test_malformed_state_changes_nothing(self):
-        for text in ('current=x\n', 'nope=1\n', 'current=1\npending=-2\n'):
+    def test_malformed_state_boots_current(self):
+        """A damaged line never powers the host off while `current` is
+        readable: the line is ignored, the pending version not tried."""
+        good = 'current=1\nprevious=0\npending=2\ntries=3\nbooted=1\n'
+        for text in (good + 'nope=1\n', good + 'failed=x\n',
+                     'current=1\npending=-2\ntries=3\n',
+                     'current=1\npending=2\ntries=\u00b2\n',
+                     'pending=2\ntries=3\ncurrent=1\nbooted\n',
+                     'current=1\npending=2\ntries=%s\n' % ('9' * 19),
+                     'current=1\npending=2\ntries=3\n\x00garbage'):
+            self.assertRaises(errors.BootStateError, boot.parse, text)
+            version, new = boot.choose_text(text)
+            self.assertEqual((1, 0, 0), (version, new.pending, new.tries))
+            code, out, after = self._shell_choose(text)
+            self.assertEqual((0, '1', boot.format_state(new)),
+                             (code, out, after), text)
+
+    def test_last_line_without_newline(self):
+        text = 'current=1\npending=2\ntries=2'
+        self.assertEqual(2, boot.choose_text(text)[0])
+        self.assertEqual((0, '2'), self._shell_choose(text)[:2])
+
+    def test_no_valid_current_changes_nothing(self):
+        for text in ('current=x\n', '', 'pending=2\ntries=1\nnope=3\n'):
+            self.assertRaises(errors.BootStateError, boot.choose_text, text)
             code, out, after = self._shell_choose(text)
             self.assertEqual((1, '', text), (code, out, after))
-            self.assertRaises(errors.BootStateError, boot.parse, text)

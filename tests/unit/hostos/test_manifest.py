@@ -1,11 +1,16 @@
 """Manifests and top manifests: format, hashes, chain, path safety."""
 
 import dataclasses
+import datetime
+import os
 
+import fixtures
 import testtools
 
 from nova_clear.hostos import errors
 from nova_clear.hostos import manifest
+from nova_clear.hostos import pack
+from nova_clear.hostos import signing
 
 SHA_A = 'a' * 64
 SHA_B = 'b' * 64
@@ -105,7 +110,8 @@ class ManifestTest(testtools.TestCase):
 class TopTest(testtools.TestCase):
     def test_round_trip_with_packs(self):
         m = manifest.make_manifest(3, _entries())
-        top = manifest.top_for(m).with_pack(2, SHA_A, 10).with_pack(
+        top = manifest.top_for(m, '2030-01-02T03:04:05Z').with_pack(
+            2, SHA_A, 10).with_pack(
             1, SHA_B, 20).with_pack(2, SHA_B, 30)
         parsed = manifest.parse_top(top.to_bytes())
         self.assertEqual(top, parsed)
@@ -113,8 +119,51 @@ class TopTest(testtools.TestCase):
         self.assertIsNone(parsed.pack_from(7))
         self.assertEqual(m.sha256, parsed.manifest_sha256)
 
+    def test_expiry(self):
+        m = manifest.make_manifest(3, _entries())
+        now = datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.timezone.utc)
+        expires = manifest.expires_after(datetime.timedelta(days=7), now)
+        self.assertEqual('2024-05-08T12:00:00Z', expires)
+        top = manifest.parse_top(manifest.top_for(m, expires).to_bytes())
+        self.assertFalse(top.expired(now))
+        self.assertTrue(top.expired(now + datetime.timedelta(days=7)))
+        for bad in ('', '2024-05-08', '2024-05-08T12:00:00+02:00', 7):
+            data = manifest.top_for(m).to_bytes().replace(
+                b'"expires":""', b'"expires":%s'
+                % manifest.canonical_json(bad))
+            e = self.assertRaises(errors.ManifestError, manifest.parse_top,
+                                  data)
+            self.assertIn('malformed top manifest', str(e))
+        data = manifest.top_for(m).to_bytes().replace(b'"expires":"",', b'')
+        e = self.assertRaises(errors.ManifestError, manifest.parse_top, data)
+        self.assertIn("no 'expires'", str(e))
+
     def test_malformed(self):
         for data in (b'{}', b'{"format": 1, "version": 1}',
                      b'{"format":1,"version":1,"manifest":{"sha256":"x",'
                      b'"size":1},"packs":{}}'):
             self.assertRaises(errors.ManifestError, manifest.parse_top, data)
+
+
+class DeepJSONTest(testtools.TestCase):
+    """Every JSON document from a mirror is a one-line refusal when deep."""
+
+    DEEP = b'[' * (1 << 20) + b']' * (1 << 20)
+
+    def test_manifest_and_top(self):
+        for parse in (manifest.parse_top, manifest.parse_manifest):
+            e = self.assertRaises(errors.ManifestError, parse, self.DEEP)
+            self.assertIn('nested deeper than 8 levels', str(e))
+
+    def test_envelope(self):
+        e = self.assertRaises(errors.SignatureError, signing.open_envelope,
+                              None, b'{"payload":' + self.DEEP + b'}')
+        self.assertIn('nested deeper than 8 levels', str(e))
+
+    def test_pack_index(self):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path, 'p')
+        with open(path, 'wb') as f:
+            f.write(pack.MAGIC + pack._LEN.pack(len(self.DEEP)) + self.DEEP)
+        e = self.assertRaises(errors.VerificationError, pack.PackReader,
+                              path)
+        self.assertIn('nested deeper than 8 levels', str(e))
