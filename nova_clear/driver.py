@@ -411,6 +411,7 @@ class ClearDriver(driver.ComputeDriver):
         progress is about to use.
         """
         if files.has_disks():
+            self._ensure_rootfs(context, instance, image_meta, files)
             return
         if not image_meta.obj_attr_is_set('id'):
             raise exception.InstanceDeployFailure(
@@ -434,6 +435,35 @@ class ClearDriver(driver.ComputeDriver):
             authorized_keys=(instance.key_data
                              if instance.obj_attr_is_set('key_data')
                              else None))
+
+    def _ensure_rootfs(self, context, instance, image_meta, files):
+        """Rebuild a container instance's shared root filesystem when it
+        was lost from the cache (removed by hand, cache wiped): from the
+        instance's image, through the caches, with the same digest."""
+        ref = files.rootfs_ref()
+        if ref is None or os.path.exists(ref):
+            return
+        expected = container.digest_of(ref)
+        LOG.warning('The root filesystem %(r)s is no longer in the cache; '
+                    'rebuilding it from image %(i)s',
+                    {'r': ref, 'i': instance.image_ref}, instance=instance)
+        if not image_meta.obj_attr_is_set('id'):
+            raise exception.InstanceDeployFailure(
+                reason=_('the root filesystem %s is lost and the instance '
+                         'has no image to rebuild it from') % ref)
+
+        def claim(rootfs):
+            if rootfs.digest != expected:
+                raise exception.InstanceDeployFailure(
+                    reason=_('image %(i)s now unpacks to %(n)s, not %(o)s '
+                             'the instance was created with') %
+                    {'i': image_meta.id, 'n': rootfs.digest, 'o': expected})
+            files.write_rootfs_ref(rootfs.path)
+        cached = self.image_cache.get(
+            context, image_meta,
+            claim=lambda c: files.write_image_ref(c.image_id))
+        # No size limit: the instance was created within its flavor.
+        self.rootfs_cache.get(cached, None, claim=claim)
 
     @staticmethod
     def _ensure_config_drive(context, instance, injected_files,

@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 import threading
 import time
@@ -11,6 +12,8 @@ import time
 import fixtures
 import testtools
 
+from nova.compute import power_state
+from nova import exception
 
 from nova_clear import driver as clear_driver
 from nova_clear.images import container
@@ -223,3 +226,52 @@ class TestCachePassDuringSpawn(DriverCacheTestCase):
         self.assertFalse(os.path.exists(rootfs.path))
         self.assertEqual([], os.listdir(os.path.join(
             self.drv.rootfs_cache.path, 'by-image')))
+
+
+class TestLostRootfs(DriverCacheTestCase):
+
+    def setUp(self):
+        super().setUp()
+        disk_images.ImageCache.get.return_value = self.archive
+
+    def _lose_and_power_on(self, wipe):
+        inst = self.instance()
+        self.spawn(inst)
+        path = self.drv._files(inst).rootfs_ref()
+        self.drv.power_off(inst)
+        wipe(path)
+        self.drv.power_on(self.ctx, inst, None)
+        self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+        self.assertTrue(os.path.exists(path))
+        self.assertEqual(path, self.drv._files(inst).rootfs_ref())
+        self.assertIn(path, self.xml(inst))
+        self.assertEqual(2, self.builder.calls)
+        return inst
+
+    def test_rootfs_files_removed(self):
+        def wipe(path):
+            os.unlink(path)
+            os.unlink(path[:-len('.ext4')] + '.json')
+        self._lose_and_power_on(wipe)
+
+    def test_cache_wiped(self):
+        def wipe(path):
+            shutil.rmtree(self.drv.rootfs_cache.path)
+        inst = self._lose_and_power_on(wipe)
+        # and a hard reboot after the next wipe
+        shutil.rmtree(self.drv.rootfs_cache.path)
+        self.drv.reboot(self.ctx, inst, None, 'HARD')
+        self.assertEqual(3, self.builder.calls)
+        self.assertTrue(os.path.exists(self.drv._files(inst).rootfs_ref()))
+
+    def test_other_digest_refused(self):
+        inst = self.instance()
+        self.spawn(inst)
+        files = self.drv._files(inst)
+        self.drv.power_off(inst)
+        files.write_rootfs_ref(os.path.join(self.drv.rootfs_cache.path,
+                                            'f' * 64 + '.ext4'))
+        err = self.assertRaises(exception.InstanceDeployFailure,
+                                self.drv.power_on, self.ctx, inst, None)
+        self.assertIn('f' * 64, str(err))
+        self.assertEqual(power_state.SHUTDOWN, self.drv.get_info(inst).state)
