@@ -402,21 +402,30 @@ class ClearDriver(driver.ComputeDriver):
 
     def _ensure_disk(self, context, instance, image_meta, files):
         """The instance's disks: an overlay on a cached disk image, or a
-        container image's shared root filesystem plus a writable disk."""
+        container image's shared root filesystem plus a writable disk.
+
+        Each cache records the instance's reference under its lock
+        (``claim``), so manage_image_cache never removes what a spawn in
+        progress is about to use.
+        """
         if files.has_disks():
+            self._ensure_rootfs(context, instance, image_meta, files)
             return
         if not image_meta.obj_attr_is_set('id'):
             raise exception.InstanceDeployFailure(
                 reason=_('Clear Containers boot from an image; this '
                          'instance has none (boot from volume is not '
                          'supported)'))
-        cached = self.image_cache.get(context, image_meta)
+        cached = self.image_cache.get(
+            context, image_meta,
+            claim=lambda c: files.write_image_ref(c.image_id))
         root_gb = instance.flavor.root_gb
         if not container.is_container(image_meta, cached):
             disk_images.create_overlay(cached, files.disk, root_gb)
             return
         rootfs = self.rootfs_cache.get(
-            cached, root_gb * units.Gi if root_gb else None)
+            cached, root_gb * units.Gi if root_gb else None,
+            claim=lambda r: files.write_rootfs_ref(r.path))
         props = self._image_properties(context, image_meta)
         wl = workload.resolve(rootfs.config, props, str(image_meta.id))
         container.create_writable_disk(
@@ -424,7 +433,35 @@ class ClearDriver(driver.ComputeDriver):
             authorized_keys=(instance.key_data
                              if instance.obj_attr_is_set('key_data')
                              else None))
-        files.write_rootfs_ref(rootfs.path)
+
+    def _ensure_rootfs(self, context, instance, image_meta, files):
+        """Rebuild a container instance's shared root filesystem when it
+        was lost from the cache (removed by hand, cache wiped): from the
+        instance's image, through the caches, with the same digest."""
+        ref = files.rootfs_ref()
+        if ref is None or os.path.exists(ref):
+            return
+        expected = container.digest_of(ref)
+        LOG.warning('The root filesystem %(r)s is no longer in the cache; '
+                    'rebuilding it from image %(i)s',
+                    {'r': ref, 'i': instance.image_ref}, instance=instance)
+        if not image_meta.obj_attr_is_set('id'):
+            raise exception.InstanceDeployFailure(
+                reason=_('the root filesystem %s is lost and the instance '
+                         'has no image to rebuild it from') % ref)
+
+        def claim(rootfs):
+            if rootfs.digest != expected:
+                raise exception.InstanceDeployFailure(
+                    reason=_('image %(i)s now unpacks to %(n)s, not %(o)s '
+                             'the instance was created with') %
+                    {'i': image_meta.id, 'n': rootfs.digest, 'o': expected})
+            files.write_rootfs_ref(rootfs.path)
+        cached = self.image_cache.get(
+            context, image_meta,
+            claim=lambda c: files.write_image_ref(c.image_id))
+        # No size limit: the instance was created within its flavor.
+        self.rootfs_cache.get(cached, None, claim=claim)
 
     @staticmethod
     def _ensure_config_drive(context, instance, injected_files,
@@ -644,18 +681,26 @@ class ClearDriver(driver.ComputeDriver):
         if not CONF.image_cache.remove_unused_base_images:
             return
         min_age = CONF.image_cache.remove_unused_original_minimum_age_seconds
-        in_use = {inst.image_ref for inst in all_instances
+        listed = {inst.image_ref for inst in all_instances
                   if inst.image_ref}
-        rootfs_in_use = set()
-        if os.path.isdir(self.instances_path):
-            for name in os.listdir(self.instances_path):
-                if not uuidutils.is_uuid_like(name):
-                    continue  # _clear_base, locks, ...
-                ref = storage.InstanceFiles(self.instances_path,
-                                            name).rootfs_ref()
-                if ref:
-                    rootfs_in_use.add(ref)
-        self.image_cache.remove_unused(in_use, min_age)
+
+        # Called again under each candidate's lock: what the instance
+        # directories refer to now, spawns in progress included.
+        def local_files():
+            names = os.listdir(self.instances_path) \
+                if os.path.isdir(self.instances_path) else []
+            return [storage.InstanceFiles(self.instances_path, name)
+                    for name in names
+                    if uuidutils.is_uuid_like(name)]  # not _clear_base...
+
+        def images_in_use():
+            return listed | {ref for ref in (f.image_ref()
+                                             for f in local_files()) if ref}
+
+        def rootfs_in_use():
+            return {ref for ref in (f.rootfs_ref() for f in local_files())
+                    if ref}
+        self.image_cache.remove_unused(images_in_use, min_age)
         self.rootfs_cache.remove_unused(rootfs_in_use, min_age)
 
     # -- console --------------------------------------------------------------

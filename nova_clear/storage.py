@@ -4,6 +4,8 @@
                  images:
 ``upper``        the writable disk (ext4: workload spec + overlay upper)
 ``rootfs``       path of the image's shared read-only root filesystem
+``image``        id of the cached Glance image the disks come from (keeps
+                 it in the image cache while the instance exists)
 ``disk.config``  config drive (ISO 9660, label config-2), when required
 ``console.log``  serial console, written by virtlogd (root, 0600)
 ``domain.xml``   the XML the domain was last defined with (for operators)
@@ -30,23 +32,40 @@ class InstanceFiles:
         self.upper = os.path.join(self.dir, 'upper')
         self.config_drive = os.path.join(self.dir, 'disk.config')
         self._rootfs = os.path.join(self.dir, 'rootfs')
+        self._image = os.path.join(self.dir, 'image')
 
     def has_disks(self):
         return os.path.exists(self.disk) or (
             os.path.exists(self.upper) and os.path.exists(self._rootfs))
 
-    def write_rootfs_ref(self, path):
-        with open(self._rootfs + '.tmp', 'w') as f:
-            f.write(path)
-        os.replace(self._rootfs + '.tmp', self._rootfs)
+    @staticmethod
+    def _write_ref(path, value):
+        with open(path + '.tmp', 'w') as f:
+            f.write(value)
+        os.replace(path + '.tmp', path)
 
-    def rootfs_ref(self):
-        """The shared root filesystem of a container instance, or None."""
+    @staticmethod
+    def _read_ref(path):
         try:
-            with open(self._rootfs) as f:
+            with open(path) as f:
                 return f.read().strip() or None
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
+
+    def write_rootfs_ref(self, path):
+        self._write_ref(self._rootfs, path)
+
+    def rootfs_ref(self):
+        """The shared root filesystem of a container instance, or None."""
+        return self._read_ref(self._rootfs)
+
+    def write_image_ref(self, image_id):
+        self._write_ref(self._image, image_id)
+
+    def image_ref(self):
+        """The id of the cached image the disks come from, or None (also
+        for instances spawned before this file existed)."""
+        return self._read_ref(self._image)
 
     def create(self):
         fileutils.ensure_tree(self.dir)

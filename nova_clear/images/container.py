@@ -11,7 +11,10 @@ Layout under ``<image_cache_path>/rootfs/``::
 The archive itself is fetched and checked by the disk image cache (it is a
 ``raw`` Glance image holding a tar); building the root filesystem runs in
 the privsep daemon (owners, xattrs).  Concurrent spawns of one new image
-build it once; a failed build leaves nothing.
+build it once; a failed build leaves nothing.  A spawn records its
+reference to the root filesystem under the digest's lock (``get(...,
+claim=)``), where :meth:`RootfsCache.remove_unused` checks the references
+again before it removes anything.
 """
 
 import dataclasses
@@ -24,6 +27,7 @@ import time
 
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
+from oslo_utils import excutils
 from oslo_utils import fileutils
 from oslo_utils import units
 
@@ -66,6 +70,29 @@ class RootfsCache:
     def _by_image(self, image_id):
         return os.path.join(self.path, 'by-image', image_id)
 
+    def _lock(self, digest):
+        return lockutils.lock('clear-rootfs-%s' % digest, external=True,
+                              lock_path=self.lock_path)
+
+    def _indexed(self, image_id):
+        try:
+            with open(self._by_image(image_id)) as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+
+    def _index(self, image_id, digest):
+        """Record ``by-image/<id>``: a temporary file of its own, renamed."""
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self._by_image(
+            image_id)), prefix='.%s.' % image_id, suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'w') as f:
+                f.write(digest)
+            os.replace(tmp, self._by_image(image_id))
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                fileutils.delete_if_exists(tmp)
+
     def _load(self, digest):
         try:
             with open(os.path.join(self.path, digest + '.json')) as f:
@@ -77,29 +104,38 @@ class RootfsCache:
             return None
         return Rootfs(digest, image, info['content_bytes'], info['config'])
 
-    def get(self, cached, size_limit):
-        """The :class:`Rootfs` of the archive ``cached`` (a CachedImage)."""
+    def get(self, cached, size_limit, claim=None):
+        """The :class:`Rootfs` of the archive ``cached`` (a CachedImage).
+
+        ``claim(rootfs)`` runs under the digest's lock while the root
+        filesystem is in the cache: the caller records its reference there
+        (the instance's rootfs ref file).  :meth:`remove_unused` reads the
+        references again under the same lock, so it never removes a root
+        filesystem a spawn got but has not referenced yet.
+        """
         fileutils.ensure_tree(self.lock_path)
         fileutils.ensure_tree(os.path.dirname(self._by_image('x')))
-        rootfs = None
-        try:
-            with open(self._by_image(cached.image_id)) as f:
-                rootfs = self._load(f.read().strip())
-        except OSError:
-            pass
-        if rootfs is None:
-            archive = oci.open_archive(cached.path, cached.image_id)
-            with lockutils.lock('clear-rootfs-%s' % archive.digest,
-                                external=True, lock_path=self.lock_path):
-                rootfs = self._load(archive.digest) or \
-                    self._build(archive, size_limit)
-            tmp = self._by_image(cached.image_id) + '.tmp'
-            with open(tmp, 'w') as f:
-                f.write(archive.digest)
-            os.replace(tmp, self._by_image(cached.image_id))
+        digest = self._indexed(cached.image_id)
+        if digest is not None:
+            with self._lock(digest):
+                rootfs = self._load(digest)
+                if rootfs is not None:
+                    return self._claim(rootfs, size_limit, claim)
+        # New, or removed since it was indexed: build it (once).
+        archive = oci.open_archive(cached.path, cached.image_id)
+        with self._lock(archive.digest):
+            rootfs = self._load(archive.digest) or \
+                self._build(archive, size_limit)
+            self._index(cached.image_id, archive.digest)
+            return self._claim(rootfs, size_limit, claim)
+
+    @staticmethod
+    def _claim(rootfs, size_limit, claim):
         if size_limit is not None and rootfs.content_bytes > size_limit:
             raise exception.FlavorDiskSmallerThanImage(
                 flavor_size=size_limit, image_size=rootfs.content_bytes)
+        if claim is not None:
+            claim(rootfs)
         return rootfs
 
     def _build(self, archive, size_limit):
@@ -148,35 +184,60 @@ class RootfsCache:
         return Rootfs(archive.digest, dest, built['content_bytes'],
                       archive.config)
 
-    def remove_unused(self, in_use_paths, min_age):
+    def _unused(self, path, in_use_paths, min_age):
+        if path in in_use_paths:
+            return False
+        try:
+            return time.time() - os.stat(path).st_mtime >= min_age
+        except FileNotFoundError:
+            return False
+
+    def remove_unused(self, in_use, min_age):
         """Remove root filesystems no instance refers to, untouched for
-        min_age seconds; returns the removed digests."""
+        min_age seconds; returns the removed digests.
+
+        ``in_use()`` returns the paths instances refer to.  Each candidate
+        is checked again under its digest's lock, with ``in_use()`` read
+        afresh: get() records new references under that lock.
+        """
         removed = []
         if not os.path.isdir(self.path):
             return removed
-        now = time.time()
-        for name in os.listdir(self.path):
+        snapshot = in_use()
+        for name in sorted(os.listdir(self.path)):
             if not name.endswith('.ext4'):
                 continue
             path = os.path.join(self.path, name)
             digest = name[:-len('.ext4')]
-            if path in in_use_paths or \
-                    now - os.stat(path).st_mtime < min_age:
+            if not self._unused(path, snapshot, min_age):
                 continue
-            with lockutils.lock('clear-rootfs-%s' % digest, external=True,
-                                lock_path=self.lock_path):
-                for p in (path, os.path.join(self.path, digest + '.json')):
-                    if os.path.exists(p):
-                        os.unlink(p)
-            by_image = os.path.dirname(self._by_image('x'))
-            for ref in os.listdir(by_image) if os.path.isdir(by_image) \
-                    else []:
-                with open(os.path.join(by_image, ref)) as f:
-                    if f.read().strip() == digest:
-                        os.unlink(os.path.join(by_image, ref))
+            with self._lock(digest):
+                if not self._unused(path, in_use(), min_age):
+                    continue
+                self._remove(digest)
             LOG.info('Removed unused container root filesystem %s', digest)
             removed.append(digest)
         return removed
+
+    def _remove(self, digest):
+        """Everything of ``digest``, its index entries included; under the
+        digest's lock."""
+        for suffix in ('.ext4', '.json'):
+            fileutils.delete_if_exists(
+                os.path.join(self.path, digest + suffix))
+        by_image = os.path.dirname(self._by_image('x'))
+        names = os.listdir(by_image) if os.path.isdir(by_image) else []
+        for ref in names:
+            if ref.startswith('.'):
+                continue  # an index entry being written
+            if self._indexed(ref) == digest:
+                fileutils.delete_if_exists(os.path.join(by_image, ref))
+
+
+def digest_of(path):
+    """The digest of a root filesystem path get() returned."""
+    name = os.path.basename(path)
+    return name[:-len('.ext4')] if name.endswith('.ext4') else None
 
 
 def create_writable_disk(dest, size_gb, workload, authorized_keys=None):

@@ -77,23 +77,30 @@ class ImageCache:
         return CachedImage(image_id, base, info['format'],
                            info['virtual_size'])
 
-    def get(self, context, image_meta):
+    def _lock(self, image_id):
+        return lockutils.lock('clear-image-%s' % image_id, external=True,
+                              lock_path=self.lock_path)
+
+    def get(self, context, image_meta, claim=None):
         """Return the :class:`CachedImage`, downloading it if needed.
 
         Concurrent spawns of one image download it once (a lock per image
         id, shared with other processes through a lock file).
+        ``claim(cached)`` runs under that lock while the image is in the
+        cache: the caller records its reference there (the instance's image
+        ref file), which :meth:`remove_unused` reads again under the lock.
         """
         image_id = str(image_meta.id)
         cached = self.lookup(image_id)
-        if cached is not None:
+        if cached is not None and claim is None:
             return cached
         fileutils.ensure_tree(self.lock_path)
-        with lockutils.lock('clear-image-%s' % image_id, external=True,
-                            lock_path=self.lock_path):
-            cached = self.lookup(image_id)
-            if cached is not None:
-                return cached
-            return self._fetch(context, image_meta)
+        with self._lock(image_id):
+            cached = self.lookup(image_id) or \
+                self._fetch(context, image_meta)
+            if claim is not None:
+                claim(cached)
+            return cached
 
     def _fetch(self, context, image_meta):
         image_id = str(image_meta.id)
@@ -165,22 +172,31 @@ class ImageCache:
             except FileNotFoundError:
                 pass
 
+    def _unused(self, image_id, in_use, min_age):
+        if image_id in in_use:
+            return False
+        info = os.path.join(self.path, image_id + '.json')
+        try:
+            return time.time() - os.stat(info).st_mtime >= min_age
+        except FileNotFoundError:
+            return False
+
     def remove_unused(self, in_use, min_age):
         """Remove cached images no instance uses, untouched for min_age
-        seconds; returns the removed ids."""
+        seconds; returns the removed ids.
+
+        ``in_use()`` returns the ids instances use; each candidate is
+        checked again under its lock with ``in_use()`` read afresh, since
+        get() records new references under that lock.
+        """
         removed = []
-        now = time.time()
+        snapshot = in_use()
         for image_id in self.cached_ids():
-            if image_id in in_use:
+            if not self._unused(image_id, snapshot, min_age):
                 continue
-            info = os.path.join(self.path, image_id + '.json')
-            try:
-                if now - os.stat(info).st_mtime < min_age:
+            with self._lock(image_id):
+                if not self._unused(image_id, in_use(), min_age):
                     continue
-            except FileNotFoundError:
-                continue
-            with lockutils.lock('clear-image-%s' % image_id, external=True,
-                                lock_path=self.lock_path):
                 self.remove(image_id)
             LOG.info('Removed unused cached image %s', image_id)
             removed.append(image_id)

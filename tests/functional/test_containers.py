@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import fixtures
 
@@ -74,6 +75,26 @@ class TestContainerImages(base.FunctionalTestCase):
         drv.destroy(self.context, b, None)
         self.assert_gone(drv, a)
         self.assertTrue(os.path.exists(path))
+
+    def test_lost_rootfs_rebuilt_on_power_on(self):
+        drv = self.make_driver()
+        image = self.glance.add(images.container_image('docker'), 'raw',
+                                container_format='docker')
+        inst = self.spawn(drv, image)
+        self.wait_console(drv, inst, 'workload exited status=3')
+        self.events.wait_for(inst.uuid, virtevent.EVENT_LIFECYCLE_STOPPED)
+        # The cache loses the root filesystem (an operator, a wipe).
+        shutil.rmtree(self._rootfs_dir(drv))
+        drv.power_on(self.context, inst, None)
+        text = self.wait_console(drv, inst, 'workload exited status=3',
+                                 count=2)
+        self.assertIn('container says: hello from /data as uid 1000', text)
+        shared = [f for f in os.listdir(self._rootfs_dir(drv))
+                  if f.endswith('.ext4')]
+        self.assertEqual(1, len(shared))
+        xml = open(os.path.join(self.conf.conf['clear'].instances_path,
+                                inst.uuid, 'domain.xml')).read()
+        self.assertIn(os.path.join(self._rootfs_dir(drv), shared[0]), xml)
 
     def test_hostile_layer_refused_nothing_left(self):
         drv = self.make_driver()
