@@ -18,6 +18,7 @@ from nova import exception
 from nova_clear import driver as clear_driver
 from nova_clear.images import container
 from nova_clear.images import disk as disk_images
+from nova_clear.images import tarstream
 from tests.unit import test_driver
 
 IMG = test_driver.IMG
@@ -58,15 +59,13 @@ class FakeBuilder:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def __call__(self, archive_path, image_id, *rest):
-        # (archive, image id, [workdir,] part, size_limit)
-        part = rest[-2]
+    def __call__(self, archive_path, image_id, part, limits):
         with self._lock:
             self.calls += 1
         time.sleep(self.delay)
         with open(part, 'wb') as f:
             f.write(b'ext4')
-        return 4, 1
+        return {'content_bytes': 4, 'entries': 1}
 
 
 def run_threads(n, target):
@@ -96,7 +95,8 @@ class TestRootfsCacheConcurrency(testtools.TestCase):
         self.tmp = self.useFixture(fixtures.TempDir()).path
         self.builder = FakeBuilder(delay=0.2)
         self.cache = container.RootfsCache(os.path.join(self.tmp, 'rootfs'),
-                                           self.builder)
+                                           self.builder,
+                                           tarstream.Limits().to_dict())
         self.cached = docker_archive(os.path.join(self.tmp, 'archive'))
 
     def test_concurrent_spawns_of_one_new_image(self):
