@@ -181,6 +181,30 @@ class DriverCacheTestCase(test_driver.DriverTestCase):
         return self.conn.domains[inst.uuid].xml
 
 
+class TestUnpackedSizeBound(testtools.TestCase):
+    """Flavors with root_gb = 0 give no size: [clear]
+    container_max_unpacked_gb bounds what an image may unpack to."""
+
+    def test_bound_without_flavor_size(self):
+        tmp = self.useFixture(fixtures.TempDir()).path
+        builder = FakeBuilder()
+        cache = container.RootfsCache(
+            os.path.join(tmp, 'rootfs'), builder,
+            dict(tarstream.Limits().to_dict(), unpacked_bytes=100))
+        cached = docker_archive(os.path.join(tmp, 'archive'),
+                                files=(('big', b'x' * 101),))
+        err = self.assertRaises(exception.ImageUnacceptable, cache.get,
+                                cached, None)
+        self.assertIn('member big', str(err))
+        self.assertIn('unpacks to more than 100 bytes', str(err))
+        self.assertEqual(0, builder.calls)
+        # a flavor's disk bounds it too, as Nova's own error
+        cache.limits = tarstream.Limits()
+        self.assertRaises(exception.FlavorDiskSmallerThanImage, cache.get,
+                          cached, 50)
+        self.assertEqual(0, builder.calls)
+
+
 class TestCachePassDuringSpawn(DriverCacheTestCase):
 
     def test_rootfs_kept_for_spawn_in_progress(self):
