@@ -1096,6 +1096,11 @@ def services_up(pw):
     for d in (ETC, DATA, LOGS, RUN, os.path.join(DATA, 'locks'),
               os.path.join(DATA, 'images')):
         os.makedirs(d, exist_ok=True)
+    if os.environ.get('AIO_VENV_RECREATED'):
+        # they run from the venv that was just replaced
+        for name in reversed(SERVICES):
+            if stop_process(name):
+                say('the venv was made again: stopped %s' % name)
     uid, gid = compute_user()
     own_compute_dirs(uid, gid)
     changed = write_configs(pw)
