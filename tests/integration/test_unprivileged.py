@@ -16,6 +16,7 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
 import tarfile
 import tempfile
 import uuid
@@ -147,6 +148,43 @@ class TestUnprivilegedCompute(base.IntegrationTestCase):
         self.assertIn(os.path.join(self.state['venv'], 'bin',
                                    'privsep-helper'), rule)
         self.assertNotIn('NOPASSWD: ALL', rule)
+
+    def sudo_allows(self, *cmd):
+        """Whether sudo lets the compute user run ``cmd`` as root
+        (``sudo -l``: checked, not run)."""
+        proc = subprocess.run(
+            ['setpriv', '--reuid', str(self.user.pw_uid), '--regid',
+             str(self.user.pw_gid), '--init-groups', 'sudo', '-n', '-l'] +
+            list(cmd), capture_output=True, text=True, cwd='/', timeout=60)
+        return proc.returncode == 0
+
+    def test_sudo_allows_only_its_privsep_daemons(self):
+        helper = os.path.join(self.state['venv'], 'bin', 'privsep-helper')
+        conf = self.state['compute_conf']
+        sock = ['--privsep_sock_path', '/tmp/tmpab_12cd/privsep.sock']
+
+        def daemon(context, conf=conf, sock=sock, extra=()):
+            return [helper, '--config-file', conf,
+                    '--privsep_context', context] + sock + list(extra)
+        for context in ('nova.privsep.sys_admin_pctxt',
+                        'nova_clear.privsep.clear_admin_pctxt',
+                        'vif_plug_ovs.privsep.vif_plug'):
+            self.assertTrue(self.sudo_allows(*daemon(context)), context)
+        refused = {
+            'another context': daemon('neutron.privileged.default'),
+            'another config file': daemon(
+                'nova_clear.privsep.clear_admin_pctxt', conf='/tmp/x.conf'),
+            'an extra argument': daemon(
+                'nova_clear.privsep.clear_admin_pctxt',
+                extra=['--config-file', '/tmp/x.conf']),
+            'a socket elsewhere': daemon(
+                'nova_clear.privsep.clear_admin_pctxt',
+                sock=['--privsep_sock_path', '/etc/privsep.sock']),
+            'a shell': ['/bin/sh', '-c', 'id'],
+        }
+        for what, cmd in refused.items():
+            self.assertFalse(self.sudo_allows(*cmd),
+                             'sudo allows %s: %s' % (what, cmd))
 
     def test_container_image_boots_with_unprivileged_compute(self):
         """openstack server create of a new container image -> ACTIVE,
