@@ -126,6 +126,26 @@ class TestUnprivilegedCompute(base.IntegrationTestCase):
                 uids.append(uid)
         return uids
 
+    def remove_from_cache(self, image_id):
+        cache = os.path.join(self.state['instances_path'], '_clear_base')
+        rootfs = os.path.join(cache, 'rootfs')
+        paths = [os.path.join(cache, image_id),
+                 os.path.join(cache, image_id + '.json')]
+        ref = os.path.join(rootfs, 'by-image', image_id)
+        try:
+            with open(ref) as f:
+                digest = f.read().strip()
+        except OSError:
+            digest = None
+        if digest:
+            paths += [os.path.join(rootfs, digest + '.ext4'),
+                      os.path.join(rootfs, digest + '.json')]
+        for path in paths + [ref]:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
     def test_nova_compute_runs_as_the_unprivileged_user(self):
         self.assert_unprivileged(self.compute_pid())
         for path in (self.state['instances_path'],
@@ -202,6 +222,9 @@ class TestUnprivilegedCompute(base.IntegrationTestCase):
             validate_checksum=False, clear_cmd=json.dumps([WORKLOAD]))
         self.addCleanup(self.conn.image.delete_image, image,
                         ignore_missing=True)
+        # after the server is gone (cleanups run last-in first-out): its
+        # image's one-off root filesystem and archive leave the cache
+        self.addCleanup(self.remove_from_cache, image.id)
         name = self.name('unpriv')
         self.addCleanup(self.delete_by_name, name)
         out = json.loads(self.cli(
