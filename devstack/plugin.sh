@@ -51,7 +51,10 @@ function install_nova_clear {
 
 # Write compute_driver and [clear] into a nova configuration file
 # (default $NOVA_CONF; devstack copies it to $NOVA_CPU_CONF when it starts
-# nova-compute).
+# nova-compute).  nova-compute runs unprivileged as $STACK_USER: no
+# helper_command is set, so nova's and nova-clear's privsep daemons
+# ([nova_sys_admin], [clear_sys_admin]) start with oslo.privsep's default
+# "sudo privsep-helper --config-file $NOVA_CPU_CONF ...", as devstack's own.
 function configure_nova_clear {
     local conf=${1:-$NOVA_CONF}
     "$(nova_clear_bin nova-clear-configure)" --config-file "$conf" \

@@ -16,6 +16,7 @@ from oslo_log import log as logging
 import libvirt
 from nova.compute import power_state
 from nova import exception
+import nova.privsep.path
 from nova.virt import event as virtevent
 
 from nova_clear import domain as domain_xml
@@ -364,9 +365,22 @@ class Host:
             return None
 
 
+PROBE_LOG_MAX_BYTES = 1024 * 1024
+
+
 def _file_contains(path, needle):
     try:
         with open(path, 'rb') as f:
             return needle in f.read()
+    except PermissionError:
+        # virtlogd writes it (root, 0600) and nova-compute runs
+        # unprivileged: read it through nova's privsep daemon, as the
+        # console log is read
+        try:
+            data, _remaining = nova.privsep.path.last_bytes(
+                path, PROBE_LOG_MAX_BYTES)
+        except OSError:
+            return False
+        return needle in data
     except OSError:
         return False

@@ -48,6 +48,26 @@ RUN = os.path.join(AIO_HOME, 'run')
 STATE = os.path.join(AIO_HOME, 'aio.json')
 ASSETS = os.environ.get('AIO_ASSETS', '/var/lib/nova-clear/guest')
 INSTANCES = os.path.join(DATA, 'nova', 'instances')
+# nova-compute runs as this unprivileged system user (as devstack's stack
+# user and every distribution's nova user); everything else of it that
+# needs root goes through its privsep daemons, started with sudo
+COMPUTE_USER = os.environ.get('AIO_COMPUTE_USER', 'nova')
+COMPUTE_GROUPS = ('libvirt', 'kvm')
+COMPUTE_STATE = os.path.join(DATA, 'nova')
+COMPUTE_LOCKS = os.path.join(COMPUTE_STATE, 'locks')
+SUDOERS = '/etc/sudoers.d/nova-clear-aio'
+# the privsep contexts nova-compute may start as root, by sudo
+PRIVSEP_CONTEXTS = {
+    'nova_sys_admin': 'nova.privsep.sys_admin_pctxt',
+    'clear_sys_admin': 'nova_clear.privsep.clear_admin_pctxt',
+    # os-vif's, for OVS (and Linux bridge) ports
+    'vif_plug_ovs_privileged': 'vif_plug_ovs.privsep.vif_plug',
+    'vif_plug_linux_bridge_privileged':
+        'vif_plug_linux_bridge.privsep.vif_plug',
+}
+LIBVIRT_SOCK = '/run/libvirt/libvirt-sock'
+LIBVIRT_PROXY_SOCK = os.path.join(AIO_HOME, 'run', 'libvirt',
+                                  'libvirt-sock')
 VIRT_TYPE = os.environ.get('AIO_VIRT_TYPE', 'auto')
 KVM_PROBE_TIMEOUT = int(os.environ.get('AIO_KVM_PROBE_TIMEOUT', '8'))
 HOST = '127.0.0.1'
@@ -79,12 +99,13 @@ CONFIG_FILES = {
     'neutron-macvtap-agent': ['neutron/neutron.conf',
                               'neutron/plugins/ml2/macvtap_agent.ini'],
     'nova-compute': ['nova/nova-cpu.conf'],
+    'libvirt-proxy': [],
 }
 # start order; stop goes the other way
 SERVICES = ['mariadb', 'epmd', 'rabbitmq', 'keystone', 'glance',
             'placement', 'neutron', 'neutron-rpc-server',
             'neutron-macvtap-agent', 'nova-api', 'nova-conductor',
-            'nova-scheduler', 'nova-compute']
+            'nova-scheduler', 'libvirt-proxy', 'nova-compute']
 # Guest networking: Neutron's macvtap ML2 mechanism driver and agent.  The
 # host side is a veth pair: PHYS_IF stays in the root namespace, up and
 # without an address, as the macvtap lower device of physical network
@@ -244,7 +265,10 @@ def start_process(name, cmd, env=None, cwd=None, user=None):
     if running_pid(name):
         return False
     if user:
-        cmd = ['setpriv', '--reuid', user, '--regid', user,
+        # a name, or (uid, gid)
+        uid, gid = (user, user) if isinstance(user, str) else \
+            (str(user[0]), str(user[1]))
+        cmd = ['setpriv', '--reuid', uid, '--regid', gid,
                '--init-groups'] + cmd
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -452,6 +476,163 @@ def provider_host_down():
     state['network'] = net
     save_state(state)
     say('removed %s and the namespace %s' % (PHYS_IF, PROVIDER_NETNS))
+
+
+# -- the unprivileged nova-compute ------------------------------------------
+
+def compute_user():
+    """The system user nova-compute runs as (made once); (uid, gid).
+
+    Member of ``libvirt`` (qemu:///system) and ``kvm`` (/dev/kvm), as
+    Debian's nova-compute-kvm package makes its ``nova`` user.  A user of
+    that name that exists already is reused, and only gets the groups.
+    """
+    import grp
+    import pwd
+    try:
+        pw = pwd.getpwnam(COMPUTE_USER)
+    except KeyError:
+        say('creating the system user %s for nova-compute' % COMPUTE_USER)
+        run(['useradd', '--system', '--user-group', '--home-dir',
+             COMPUTE_STATE, '--no-create-home', '--shell',
+             '/usr/sbin/nologin', '--comment', 'nova-compute (all-in-one)',
+             COMPUTE_USER], 'bootstrap')
+        pw = pwd.getpwnam(COMPUTE_USER)
+    missing = [g for g in COMPUTE_GROUPS
+               if COMPUTE_USER not in grp.getgrnam(g).gr_mem and
+               grp.getgrnam(g).gr_gid != pw.pw_gid]
+    if missing:
+        run(['usermod', '--append', '--groups', ','.join(missing),
+             COMPUTE_USER], 'bootstrap')
+    return pw.pw_uid, pw.pw_gid
+
+
+def _chown_if_root(path, uid, gid):
+    st = os.lstat(path)
+    if st.st_uid == 0 and not os.path.islink(path):
+        os.chown(path, uid, gid, follow_symlinks=False)
+
+
+def own_compute_dirs(uid, gid):
+    """nova-compute's state, lock, instance and cache directories are the
+    compute user's.
+
+    Files left by a nova-compute that ran as root (an all-in-one made
+    before it ran unprivileged) become the user's too, except what root
+    keeps on purpose: virtlogd's console logs (read through nova's privsep
+    daemon) and root filesystem trees a root daemon may be unpacking
+    (``*.tree``, removed by that daemon).
+    """
+    for d in (COMPUTE_STATE, COMPUTE_LOCKS, INSTANCES):
+        os.makedirs(d, exist_ok=True)
+        os.chown(d, uid, gid)
+    # libvirt's QEMU user must reach the instance disks
+    for d in (AIO_HOME, DATA, COMPUTE_STATE, INSTANCES):
+        os.chmod(d, 0o755)
+    for top, dirs, files in os.walk(COMPUTE_STATE):
+        dirs[:] = [d for d in dirs if not d.endswith('.tree')]
+        for name in dirs + files:
+            if name == 'console.log' or name.startswith(
+                    'nova-clear-probe-'):
+                continue
+            try:
+                _chown_if_root(os.path.join(top, name), uid, gid)
+            except FileNotFoundError:
+                pass
+    # its log: the launcher opens it, nova-compute's output goes there
+    path = log_path('nova-compute')
+    with open(path, 'a'):
+        pass
+    os.chown(path, uid, gid)
+
+
+def write_sudoers():
+    """Let the compute user start its privsep daemons as root, and only
+    those: the venv's privsep-helper with nova-compute's (root-owned)
+    configuration file, one of PRIVSEP_CONTEXTS, and a socket under /tmp
+    (oslo.privsep's ``tempfile.mkdtemp()``).  Checked with visudo before
+    it is installed."""
+    helper = os.path.join(BIN, 'privsep-helper')
+    conf = os.path.join(ETC, 'nova', 'nova-cpu.conf')
+    lines = ['# written by nova-clear tools/allinone: %s (nova-compute)'
+             % COMPUTE_USER,
+             '# may start these privsep daemons as root, nothing else',
+             'Defaults:%s !requiretty' % COMPUTE_USER]
+    for context in PRIVSEP_CONTEXTS.values():
+        # sudo >= 1.9.10: an argument list between ^ and $ is a regular
+        # expression; no other argument, and a fixed socket name
+        lines.append(
+            '%s ALL=(root) NOPASSWD: %s ^--config-file %s --privsep_context '
+            '%s --privsep_sock_path /tmp/tmp[a-z0-9_]+/privsep[.]sock$'
+            % (COMPUTE_USER, helper, conf.replace('.', '[.]'),
+               context.replace('.', '[.]')))
+    text = '\n'.join(lines) + '\n'
+    try:
+        with open(SUDOERS) as f:
+            if f.read() == text:
+                return
+    except FileNotFoundError:
+        pass
+    tmp = os.path.join(os.path.dirname(SUDOERS), '.nova-clear-aio.tmp')
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o440),
+              'w') as f:
+        f.write(text)
+    if run(['visudo', '-c', '-q', '-f', tmp], 'bootstrap', check=False):
+        os.unlink(tmp)
+        raise Failure('the sudoers rule for %s does not parse' %
+                      COMPUTE_USER, log_path('bootstrap'))
+    os.replace(tmp, SUDOERS)
+    say('sudoers: %s may run %s as root for its privsep daemons (%s)'
+        % (COMPUTE_USER, helper, SUDOERS))
+
+
+def as_compute_user(cmd):
+    uid, gid = compute_user()
+    return ['setpriv', '--reuid', str(uid), '--regid', str(gid),
+            '--init-groups'] + cmd
+
+
+def libvirt_direct():
+    """Whether the compute user can use qemu:///system as it is.
+
+    Not on hosts without the D-Bus system bus (no systemd): libvirtd's
+    polkit check, which admits the libvirt group, cannot run there.
+    """
+    proc = subprocess.run(
+        as_compute_user(['virsh', '-c', 'qemu:///system', 'version']),
+        capture_output=True, text=True, cwd='/', timeout=60)
+    return proc.returncode == 0
+
+
+def libvirt_uri():
+    """The libvirt URI of nova-compute: qemu:///system, or the group
+    socket of tools/libvirt_sock_proxy.py where polkit cannot admit the
+    libvirt group (recorded in aio.json: ``libvirt_proxy``)."""
+    direct = libvirt_direct()
+    state = load_state()
+    if state.get('libvirt_proxy') != (not direct):
+        state['libvirt_proxy'] = not direct
+        save_state(state)
+    if direct:
+        return 'qemu:///system'
+    return 'qemu+unix:///system?socket=%s' % LIBVIRT_PROXY_SOCK
+
+
+def start_libvirt_proxy():
+    if not load_state().get('libvirt_proxy'):
+        stop_process('libvirt-proxy')
+        return
+    import grp
+    d = os.path.dirname(LIBVIRT_PROXY_SOCK)
+    os.makedirs(d, exist_ok=True)
+    os.chown(d, 0, grp.getgrnam('libvirt').gr_gid)
+    os.chmod(d, 0o750)
+    start_process('libvirt-proxy', [
+        sys.executable, os.path.join(ROOT, 'tools', 'libvirt_sock_proxy.py'),
+        LIBVIRT_PROXY_SOCK, 'libvirt', LIBVIRT_SOCK])
+    wait_for(lambda: ensure_alive('libvirt-proxy') or
+             os.path.exists(LIBVIRT_PROXY_SOCK), 30,
+             'the libvirt socket proxy', log_path('libvirt-proxy'))
 
 
 # -- configuration -----------------------------------------------------------
@@ -669,6 +850,8 @@ def _write_configs(pw):
     cpu = {k: dict(v) for k, v in common.items()
            if k not in ('keystone_authtoken', 'scheduler', 'conductor')}
     cpu['compute'] = {'max_concurrent_builds': '10'}
+    # its own lock directory (the others' services run as root)
+    cpu['oslo_concurrency'] = {'lock_path': COMPUTE_LOCKS}
     # a guest with ports starts paused until neutron reports them plugged
     # (network-vif-plugged); no event in time fails the build
     cpu['DEFAULT']['vif_plugging_is_fatal'] = 'true'
@@ -687,14 +870,24 @@ def _write_configs(pw):
     cpu_path = os.path.join(nova_dir, 'nova-cpu.conf')
     write_ini(cpu_path, cpu)
     # the driver's own settings: the code the devstack plugin calls too
+    # nova-compute runs as COMPUTE_USER; its privsep daemons (nova's,
+    # nova-clear's, os-vif's) start as devstack starts them, through sudo,
+    # with the venv's privsep-helper and this file (the sudoers rule of
+    # write_sudoers allows exactly these commands)
+    helper = 'sudo %s --config-file %s' % (
+        os.path.join(BIN, 'privsep-helper'), cpu_path)
     nova_conf.configure(cpu_path, {
         'virt_type': VIRT_TYPE,
         'kvm_probe_timeout': KVM_PROBE_TIMEOUT,
         'assets_path': ASSETS,
-    }, {section: {'helper_command': os.path.join(BIN, 'privsep-helper')}
-        # no sudo here: nova's and nova-clear's privsep daemons start
-        # from the venv (nova-compute runs as root in the all-in-one)
-        for section in ('nova_sys_admin', 'clear_sys_admin')})
+        'connection_uri': libvirt_uri(),
+    }, {section: {'helper_command': helper}
+        for section in PRIVSEP_CONTEXTS})
+    # readable by nova-compute, writable only by root: the privsep
+    # daemons read it as root
+    uid, gid = compute_user()
+    os.chown(cpu_path, 0, gid)
+    os.chmod(cpu_path, 0o640)
     write_clouds(pw)
 
 
@@ -901,13 +1094,17 @@ def services_up(pw):
     """Everything up to a running nova-compute in cell1."""
     t0 = time.monotonic()
     for d in (ETC, DATA, LOGS, RUN, os.path.join(DATA, 'locks'),
-              os.path.join(DATA, 'images'), os.path.join(DATA, 'nova')):
+              os.path.join(DATA, 'images')):
         os.makedirs(d, exist_ok=True)
-    os.makedirs(INSTANCES, exist_ok=True)
-    # libvirt's QEMU user must reach the instance disks
-    for d in (AIO_HOME, DATA, os.path.join(DATA, 'nova'), INSTANCES):
-        os.chmod(d, 0o755)
+    if os.environ.get('AIO_VENV_RECREATED'):
+        # they run from the venv that was just replaced
+        for name in reversed(SERVICES):
+            if stop_process(name):
+                say('the venv was made again: stopped %s' % name)
+    uid, gid = compute_user()
+    own_compute_dirs(uid, gid)
     changed = write_configs(pw)
+    write_sudoers()
     # new driver code (tools/setup-host reinstalled nova-clear) needs a
     # new nova-compute too
     code = _driver_digest()
@@ -922,6 +1119,12 @@ def services_up(pw):
                                             for f in files}:
             say('configuration of %s changed: restarting it' % name)
             stop_process(name)
+    # a nova-compute of another user (root, before it ran unprivileged)
+    pid = running_pid('nova-compute')
+    if pid and os.stat('/proc/%d' % pid).st_uid != uid:
+        say('nova-compute runs as uid %d, not as %s: restarting it'
+            % (os.stat('/proc/%d' % pid).st_uid, COMPUTE_USER))
+        stop_process('nova-compute')
     say('provider network on the host: %s (%s) <-> %s in netns %s, %s'
         % (PHYS_IF, PHYSNET, PEER_IF, PROVIDER_NETNS, GATEWAY))
     provider_host_up()
@@ -994,8 +1197,9 @@ def services_up(pw):
         % (PHYSNET, PHYS_IF))
     agent_started = start_neutron_agents(neutron_confs)
     assets()
-    say('nova-compute (compute_driver = clear.ClearDriver, virt_type=%s)'
-        % VIRT_TYPE)
+    start_libvirt_proxy()
+    say('nova-compute as %s (compute_driver = clear.ClearDriver, '
+        'virt_type=%s)' % (COMPUTE_USER, VIRT_TYPE))
     compute_started = start_compute()
     for name, path in (('glance', '/'), ('placement', '/'),
                        ('neutron', '/'), ('nova-api', '/')):
@@ -1124,9 +1328,14 @@ def start_compute():
         offset = os.path.getsize(log_path('nova-compute'))
     except OSError:
         offset = 0
+    # unprivileged, with the user's groups (libvirt, kvm)
+    uid, gid = compute_user()
     start_process('nova-compute', [
         os.path.join(BIN, 'nova-compute'), '--config-file',
-        os.path.join(ETC, 'nova', 'nova-cpu.conf')])
+        os.path.join(ETC, 'nova', 'nova-cpu.conf')],
+        user=(uid, gid), cwd=COMPUTE_STATE,
+        env={'HOME': COMPUTE_STATE, 'USER': COMPUTE_USER,
+             'LOGNAME': COMPUTE_USER, 'TMPDIR': '/tmp'})
     return started, offset
 
 
@@ -1482,6 +1691,9 @@ def cmd_up(args):
                  instances_path=INSTANCES, clouds=os.path.join(
                      AIO_HOME, 'clouds.yaml'), cloud='nova-clear-aio',
                  compute_host=socket.gethostname(), logs=LOGS,
+                 compute_user=COMPUTE_USER, compute_state=COMPUTE_STATE,
+                 compute_locks=COMPUTE_LOCKS, sudoers=SUDOERS,
+                 compute_conf=os.path.join(ETC, 'nova', 'nova-cpu.conf'),
                  workload_line=WORKLOAD_LINE, exit_command=EXIT_COMMAND)
     save_state(state)
     if args.command == 'start':
@@ -1504,13 +1716,23 @@ def cmd_boot(args):
 
 def cmd_status(args):
     ok = True
+    proxy = load_state().get('libvirt_proxy')
     for name in SERVICES:
         pid = running_pid(name)
+        if name == 'libvirt-proxy' and not proxy and not pid:
+            continue
         port = PORTS.get(name)
         extra = ''
         if port:
             extra = ' port %d %s' % (port, 'open' if port_open(port)
                                      else 'closed')
+        if pid:
+            try:
+                import pwd
+                extra += ' as %s' % pwd.getpwuid(
+                    os.stat('/proc/%d' % pid).st_uid).pw_name
+            except (OSError, KeyError):
+                pass
         print('%-21s %s%s' % (name, 'running pid %d' % pid if pid
                               else 'stopped', extra))
         ok = ok and bool(pid)

@@ -9,7 +9,8 @@ The file is edited line by line like devstack's ``iniset``: comments,
 order, unknown sections and repeated (multi-valued) options elsewhere in
 the file are kept.  Every value is checked against the option's type and
 choices first; on bad input nothing is written.  The new file replaces the
-old one atomically with the same mode.
+old one atomically with the same mode, owner and group (nova-compute runs
+unprivileged and must still read a root-owned ``root:nova 0640`` file).
 """
 
 import argparse
@@ -128,9 +129,10 @@ def configure(path, clear_options=None, extra=None, driver=DRIVER):
     try:
         with open(path) as f:
             lines = f.readlines()
-        mode = os.stat(path).st_mode & 0o7777
+        st = os.stat(path)
+        mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
     except FileNotFoundError:
-        lines, mode = [], 0o640
+        lines, mode, owner = [], 0o640, None
     for section, values in sections.items():
         lines = set_options(lines, section, values)
     directory = os.path.dirname(os.path.abspath(path))
@@ -138,6 +140,15 @@ def configure(path, clear_options=None, extra=None, driver=DRIVER):
     try:
         with os.fdopen(fd, 'w') as f:
             f.writelines(lines)
+        if owner is not None and owner != (os.geteuid(), os.getegid()):
+            # nova-compute runs unprivileged and reads this file: keep its
+            # owner and group (typically root:nova 0640) when root edits it
+            try:
+                os.chown(tmp, *owner)
+            except PermissionError:
+                raise ConfigError(
+                    'cannot keep the owner %d:%d of %s (run as root or as '
+                    'its owner)' % (owner[0], owner[1], path))
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

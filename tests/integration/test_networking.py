@@ -66,6 +66,15 @@ class TestNetworking(base.IntegrationTestCase):
     def ports(self, server):
         return list(self.conn.network.ports(device_id=server.id))
 
+    def network_line(self, text, mac):
+        """The agent's ``nova-clear: network eth0 MAC mtu 1500 ADDR...``
+        line for ``mac``."""
+        prefix = 'nova-clear: network eth0 %s mtu 1500 ' % mac
+        lines = [line for line in text.splitlines()
+                 if line.startswith(prefix)]
+        self.assertEqual(1, len(lines), text)
+        return lines[0]
+
     def http_get(self, url, deadline=120):
         """GET from the provider namespace until it answers."""
         script = ('import sys, urllib.request; sys.stdout.write(urllib.'
@@ -93,8 +102,8 @@ class TestNetworking(base.IntegrationTestCase):
         self.assertEqual(self.state['compute_host'], port.binding_host_id)
         self.assertEqual('ACTIVE', port.status)
         text = self.wait_console(server, 'serving')
-        self.assertIn('nova-clear: network eth0 %s mtu 1500 %s/24' % (
-            port.mac_address, ip), text)
+        self.assertIn('%s/24' % ip, self.network_line(
+            text, port.mac_address).split())
         self.assertIn(port.mac_address, macvtaps())
         # a client on the network reaches the container's service
         self.assertEqual('page from %s\n' % server.hostname,
@@ -119,7 +128,12 @@ class TestNetworking(base.IntegrationTestCase):
         server = self.boot('web6', self.container_image(SERVER_CMD))
         ip4, ip6 = self.address(server), self.address(server, 6)
         text = self.wait_console(server, 'serving')
-        self.assertIn('%s/24 %s/64' % (ip4, ip6), text)
+        mac = self.ports(server)[0].mac_address
+        # in the order of the subnets in network_info (Neutron's, by
+        # subnet id: either family may come first)
+        addresses = self.network_line(text, mac).split()[6:]
+        self.assertEqual(sorted(['%s/24' % ip4, '%s/64' % ip6]),
+                         sorted(addresses))
         self.assertNotIn('warning', text)
         # IPv6 neighbour discovery reaches the guest (the macvtap agent
         # sets ALLMULTICAST on its macvtap)

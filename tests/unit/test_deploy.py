@@ -73,6 +73,29 @@ class TestNovaConf(testtools.TestCase):
         self.assertEqual(1, clear.count('virt_type'), clear)
         self.assertEqual(0o640, os.stat(self.path).st_mode & 0o777)
 
+    def test_keeps_owner_and_group(self):
+        # root edits the root:nova 0640 file the unprivileged nova-compute
+        # reads: it must stay root:nova (was root:root, unreadable by nova)
+        if os.geteuid() != 0:
+            self.skipTest('needs root to give the file another owner')
+        os.chown(self.path, 4242, 4343)
+        nova_conf.configure(self.path, {'virt_type': 'qemu'})
+        st = os.stat(self.path)
+        self.assertEqual((4242, 4343, 0o640),
+                         (st.st_uid, st.st_gid, st.st_mode & 0o777))
+
+    def test_owner_that_cannot_be_kept_writes_nothing(self):
+        self.patch(os, 'chown', self._eperm)
+        self.patch(os, 'geteuid', lambda: 4242)
+        self.assertRaises(nova_conf.ConfigError, nova_conf.configure,
+                          self.path, {'virt_type': 'qemu'})
+        self.assertEqual(SAMPLE, read(self.path))
+        self.assertEqual(['nova.conf'], os.listdir(self.dir))
+
+    @staticmethod
+    def _eperm(*args, **kwargs):
+        raise PermissionError(1, 'Operation not permitted')
+
     def test_idempotent(self):
         nova_conf.configure(self.path, {'virt_type': 'auto'})
         once = read(self.path)

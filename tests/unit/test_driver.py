@@ -434,3 +434,26 @@ class TestVirtTypeChoice(DriverTestCase):
         with mock.patch.object(clear_host.Host, 'probe_boot') as probe:
             self.assertEqual('kvm', self.drv._choose_virt_type(None))
             probe.assert_not_called()
+
+
+class TestProbeLog(testtools.TestCase):
+    """virtlogd writes the probe's log as root (0600): an unprivileged
+    nova-compute reads it through nova's privsep daemon (it could not, and
+    every KVM probe "failed": TCG on KVM hosts)."""
+
+    def test_unreadable_log_read_through_privsep(self):
+        with mock.patch('builtins.open',
+                        side_effect=PermissionError(13, 'denied')), \
+                mock.patch('nova.privsep.path.last_bytes',
+                           return_value=(b'x\nnova-clear: probe ok\n', 0)
+                           ) as last:
+            self.assertTrue(clear_host._file_contains(
+                '/i/probe.log', b'nova-clear: probe ok'))
+        last.assert_called_once_with('/i/probe.log',
+                                     clear_host.PROBE_LOG_MAX_BYTES)
+
+    def test_missing_log(self):
+        with mock.patch('nova.privsep.path.last_bytes') as last:
+            self.assertFalse(clear_host._file_contains(
+                '/nonexistent/probe.log', b'nova-clear: probe ok'))
+        last.assert_not_called()
