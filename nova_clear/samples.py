@@ -126,8 +126,11 @@ def _mkfs(path, size):
     _rootfs(tree)
     if os.path.exists(path):
         os.unlink(path)
+    # stdout too: mkfs.ext4 -q still says "Creating regular file", and the
+    # command line prints the path only
     subprocess.run(['mkfs.ext4', '-q', '-F', '-d', tree, path,
-                    str(size // 1024)], check=True)
+                    str(size // 1024)], check=True,
+                   stdout=subprocess.DEVNULL)
     shutil.rmtree(tree)
 
 
@@ -169,7 +172,7 @@ def disk_image(kind, cache=None):
         else:
             subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O',
                             'qcow2', disk_image('fs', cache), tmp],
-                           check=True)
+                           check=True, stdout=subprocess.DEVNULL)
         os.replace(tmp, path)
     return path
 

@@ -6,6 +6,8 @@ import io
 import os
 import shutil
 import struct
+import subprocess
+import sys
 from unittest import mock
 
 import fixtures
@@ -76,6 +78,15 @@ class TestDiskImages(testtools.TestCase):
             self.assertEqual(b'\x53\xef', f.read(2))
         self.assertEqual([], [n for n in os.listdir(self.cache)
                               if '.tmp' in n or n.endswith('.tree')])
+
+    def test_the_command_prints_the_path_only(self):
+        # what devstack's plugin reads with $(...)
+        proc = subprocess.run(
+            [sys.executable, '-m', 'nova_clear.samples', '--cache',
+             self.cache, 'disk', 'fs'], cwd=ROOT, capture_output=True,
+            text=True, check=True)
+        self.assertEqual(os.path.join(self.cache, 'image-fs') + '\n',
+                         proc.stdout)
 
 
 class TestCommandLine(testtools.TestCase):
