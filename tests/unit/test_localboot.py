@@ -1,0 +1,78 @@
+"""nova_clear.deploy.localboot and ClearDriver.boot_config (no daemons)."""
+
+import os
+
+import fixtures
+import testtools
+
+from nova import context as nova_context
+from nova import exception
+from nova.image import glance as nova_glance
+
+from nova_clear.deploy import localboot
+from tests.unit import test_driver
+
+
+class TestLocalGlance(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.path = os.path.join(self.tmp, 'disk.raw')
+        with open(self.path, 'wb') as f:
+            f.write(b'x' * 4096)
+        self.glance = localboot.LocalGlance()
+        self.image_id = self.glance.add(self.path, 'raw',
+                                        properties={'a': 'b'})
+        self.ctx = nova_context.RequestContext('u', 'p', is_admin=True)
+
+    def test_through_nova_glance_api_until_undone(self):
+        original = nova_glance.get_default_image_service
+        undo = self.glance.install()
+        try:
+            api = nova_glance.API()
+            meta = api.get(self.ctx, self.image_id)
+            self.assertEqual(('raw', 4096, 'active'), (
+                meta['disk_format'], meta['size'], meta['status']))
+            self.assertEqual('b', meta['properties']['a'])
+            self.assertNotIn('path', meta)
+            dest = os.path.join(self.tmp, 'copy')
+            api.download(self.ctx, self.image_id, dest_path=dest)
+            with open(dest, 'rb') as f:
+                self.assertEqual(b'x' * 4096, f.read())
+            self.assertRaises(exception.ImageNotFound, api.get, self.ctx,
+                              '5a1ec0de-0000-4000-8000-00000000dead')
+        finally:
+            undo()
+        self.assertIs(original, nova_glance.get_default_image_service)
+
+    def test_image_meta_and_instance(self):
+        meta = self.glance.image_meta(self.image_id)
+        self.assertEqual(self.image_id, meta.id)
+        inst = localboot.instance(self.ctx,
+                                  self.glance.show(None, self.image_id),
+                                  0x1234, 'demo-1', memory_mb=256)
+        self.assertEqual('instance-00001234', inst.name)
+        self.assertEqual(('demo-1', 'p', 'u', self.image_id, 256, 256),
+                         (inst.hostname, inst.project_id, inst.user_id,
+                          inst.image_ref, inst.memory_mb,
+                          inst.flavor.memory_mb))
+        self.assertEqual('raw', inst.system_metadata['image_disk_format'])
+        self.assertEqual([], list(inst.info_cache.network_info))
+
+
+class TestBootConfig(test_driver.DriverTestCase):
+
+    def test_what_spawn_boots(self):
+        inst = self.instance()
+        boot = self.drv.boot_config(inst)
+        self.assertEqual(os.path.join(self.inst_dir(inst), 'disk'),
+                         boot.disk_path)
+        self.assertEqual('qcow2', boot.disk_format)
+        self.assertTrue(boot.kernel.endswith('vmlinuz'))
+        self.assertEqual((), tuple(boot.interfaces))
+        self.spawn(inst)
+        with open(os.path.join(self.inst_dir(inst), 'domain.xml')) as f:
+            xml = f.read()
+        self.assertIn(boot.disk_path, xml)
+        self.assertIn(boot.console_log, xml)
