@@ -117,22 +117,39 @@ def instance(context, image, inst_id, name, memory_mb=128, vcpus=1,
             network_info=network_model.NetworkInfo([])))
 
 
+def privsep_conf(directory, image_cache):
+    """Write ``directory``/privsep.conf for the privsep daemons: it names
+    the image cache, the only place nova-clear's daemon works in."""
+    path = os.path.join(directory, 'privsep.conf')
+    with open(path, 'w') as f:
+        f.write('[clear]\nimage_cache_path = %s\n' % image_cache)
+    return path
+
+
+def privsep_helper(conf_path):
+    """helper_command starting the privsep daemons from this Python's
+    environment as the current user (root, not through sudo)."""
+    return '%s --config-file %s' % (
+        os.path.join(os.path.dirname(sys.executable), 'privsep-helper'),
+        conf_path)
+
+
 def configure(work, assets_path, virt_type='auto', guest_kernel=None):
     """Point nova's CONF (already parsed) at ``work`` for everything the
-    driver writes, with the privsep daemons started from this Python's
-    environment as the current user (root, not through sudo)."""
+    driver writes (the image cache: ``work``/cache), with the privsep
+    daemons of privsep_helper() reading ``work``/privsep.conf."""
     CONF.set_override('assets_path', assets_path, group='clear')
     CONF.set_override('virt_type', virt_type, group='clear')
     if guest_kernel:
         CONF.set_override('guest_kernel', guest_kernel, group='clear')
     CONF.set_override('instances_path', os.path.join(work, 'instances'),
                       group='clear')
-    CONF.set_override('image_cache_path', os.path.join(work, 'cache'),
-                      group='clear')
+    cache = os.path.join(work, 'cache')
+    CONF.set_override('image_cache_path', cache, group='clear')
     CONF.set_override('state_path', work)
     CONF.set_override('lock_path', os.path.join(work, 'locks'),
                       group='oslo_concurrency')
-    helper = os.path.join(os.path.dirname(sys.executable), 'privsep-helper')
+    helper = privsep_helper(privsep_conf(work, cache))
     CONF.set_override('helper_command', helper, group='nova_sys_admin')
     CONF.set_override('helper_command', helper, group='clear_sys_admin')
 

@@ -7,7 +7,6 @@ import itertools
 import os
 import random
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -68,8 +67,7 @@ def worker_dir():
                                 dir=os.environ.get('NOVA_CLEAR_TEST_TMP',
                                                    '/var/tmp'))
         os.chmod(path, 0o755)
-        with open(os.path.join(path, 'privsep.conf'), 'w') as f:
-            f.write('[clear]\nimage_cache_path = %s\n' % path)
+        localboot.privsep_conf(path, path)
         atexit.register(shutil.rmtree, path, ignore_errors=True)
         _WORKER_DIR.append(path)
     return _WORKER_DIR[0]
@@ -109,8 +107,7 @@ class FunctionalTestCase(testtools.TestCase):
         # No sudo: the privsep daemons start from this venv as root, with
         # the worker's configuration: one daemon serves all tests of a
         # worker, and nova-clear's only works inside its image cache.
-        helper = '%s --config-file %s' % (
-            os.path.join(os.path.dirname(sys.executable), 'privsep-helper'),
+        helper = localboot.privsep_helper(
             os.path.join(worker_dir(), 'privsep.conf'))
         self.conf.config(group='nova_sys_admin', helper_command=helper)
         self.conf.config(group='clear_sys_admin', helper_command=helper)

@@ -2,9 +2,13 @@
 
 import os
 
+import configparser
+
 import fixtures
+from oslo_config import fixture as config_fixture
 import testtools
 
+import nova.conf
 from nova import context as nova_context
 from nova import exception
 from nova.image import glance as nova_glance
@@ -59,6 +63,28 @@ class TestLocalGlance(testtools.TestCase):
                           inst.flavor.memory_mb))
         self.assertEqual('raw', inst.system_metadata['image_disk_format'])
         self.assertEqual([], list(inst.info_cache.network_info))
+
+
+class TestConfigure(testtools.TestCase):
+
+    def test_everything_below_work_and_the_daemons_see_the_cache(self):
+        conf = self.useFixture(config_fixture.Config(nova.conf.CONF)).conf
+        work = self.useFixture(fixtures.TempDir()).path
+        localboot.configure(work, '/assets', virt_type='qemu',
+                            guest_kernel='minimal')
+        self.assertEqual(('/assets', 'qemu', 'minimal'), (
+            conf['clear'].assets_path, conf['clear'].virt_type,
+            conf['clear'].guest_kernel))
+        cache = os.path.join(work, 'cache')
+        self.assertEqual(cache, conf['clear'].image_cache_path)
+        privsep_conf = os.path.join(work, 'privsep.conf')
+        for group in ('nova_sys_admin', 'clear_sys_admin'):
+            helper = conf[group].helper_command.split()
+            self.assertEqual('privsep-helper', os.path.basename(helper[0]))
+            self.assertEqual(['--config-file', privsep_conf], helper[1:])
+        cp = configparser.ConfigParser()
+        cp.read(privsep_conf)
+        self.assertEqual(cache, cp['clear']['image_cache_path'])
 
 
 class TestBootConfig(test_driver.DriverTestCase):
