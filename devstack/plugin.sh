@@ -72,13 +72,11 @@ function build_nova_clear_guest {
 }
 
 # Sample disk image: a bare ext4 filesystem with a static busybox whose
-# /sbin/init prints "disk-init: up on <hostname>" and keeps running.
+# /sbin/init prints "disk-init: up on <hostname>" and keeps running; built
+# once into $NOVA_CLEAR_CACHE, its path printed.
 function nova_clear_sample_image {
-    local python
-    python=$(nova_clear_bin python3)
-    sudo NOVA_CLEAR_TEST_CACHE="$NOVA_CLEAR_CACHE" \
-        PYTHONPATH="$NOVA_CLEAR_DIR" "$python" -c \
-        'from tests.functional import images; print(images.disk_image("fs"))'
+    sudo "$(nova_clear_bin nova-clear-sample-images)" \
+        --cache "$NOVA_CLEAR_CACHE" disk fs
 }
 
 function create_nova_clear_images_and_flavors {

@@ -297,6 +297,14 @@ class ClearDriver(driver.ComputeDriver):
     def _files(self, instance):
         return storage.InstanceFiles(self.instances_path, instance.uuid)
 
+    def boot_config(self, instance, network_info=None):
+        """The domain.BootConfig spawn() uses for ``instance`` (kernel,
+        initramfs, disks, console log, command line inputs).  Public for
+        tools that start the same guest without libvirt: the boot
+        benchmarks' raw-QEMU floor (tools/bench_boot.py, boot_demo.py)."""
+        return self._boot_config(instance, self._files(instance),
+                                 network_info)
+
     def _boot_config(self, instance, files, network_info=None,
                      interfaces=None):
         assets = self.assets.load()

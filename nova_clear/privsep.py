@@ -197,18 +197,6 @@ def build_rootfs_in(cache, archive_path, image_id, dest, limits):
             os.close(fd)
 
 
-def local_helper_command(work_dir, image_cache_path):
-    """``helper_command`` for privsep daemons started directly as root
-    from this Python's environment (benchmarks, demos, tests): writes
-    ``<work_dir>/privsep.conf`` naming the image cache, which the daemon
-    must read."""
-    conf = os.path.join(work_dir, 'privsep.conf')
-    with open(conf, 'w') as f:
-        f.write('[clear]\nimage_cache_path = %s\n' % image_cache_path)
-    return '%s --config-file %s' % (
-        os.path.join(os.path.dirname(sys.executable), 'privsep-helper'), conf)
-
-
 @clear_admin_pctxt.entrypoint
 def build_rootfs(archive_path, image_id, dest, limits):
     """:func:`build_rootfs_in` the configured

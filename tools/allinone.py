@@ -1433,8 +1433,8 @@ def assets():
 # -- images and flavors -------------------------------------------------------
 
 def disk_image():
-    from tests.functional import images
-    return images.disk_image('fs')
+    from nova_clear import samples
+    return samples.disk_image('fs')
 
 
 def images_and_flavors(conn):

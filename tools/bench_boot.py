@@ -28,28 +28,21 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TOOLS)
 from bench_stats import summary  # noqa: E402
 import boot_demo  # noqa: E402
 
-import fixtures  # noqa: E402
 import libvirt  # noqa: E402
 import nova.conf  # noqa: E402
 from nova import context as nova_context  # noqa: E402
-from nova import objects  # noqa: E402
-from nova import utils as nova_utils  # noqa: E402
-from nova.virt import fake as fake_virt  # noqa: E402
 
+from nova_clear.deploy import localboot  # noqa: E402
 from nova_clear import domain  # noqa: E402
-from nova_clear import driver as clear_driver  # noqa: E402
 from nova_clear.guest import assets as guest_assets  # noqa: E402
 from nova_clear.guest import build  # noqa: E402
-from nova_clear import privsep as clear_privsep  # noqa: E402
-from tests.functional import base as ft_base  # noqa: E402
-from tests.functional import images  # noqa: E402
+from nova_clear import samples  # noqa: E402
 
 CONF = nova.conf.CONF
 MiB = 1024 * 1024
@@ -65,61 +58,26 @@ class Bench:
         os.chmod(self.work, 0o755)
         self.ctx = nova_context.RequestContext('bench', 'bench',
                                                is_admin=True)
-        self.glance = ft_base.LocalGlance()
-        self.patches = [
-            fixtures.MonkeyPatch(
-                'nova.image.glance.get_default_image_service',
-                lambda: self.glance),
-            fixtures.MonkeyPatch(
-                'nova.image.glance.API.get_remote_image_service',
-                lambda self_, ctx, href: (self.glance, href))]
-        for p in self.patches:
-            p.setUp()
+        self.glance = localboot.LocalGlance()
+        self.undo_glance = self.glance.install()
         self.conn = libvirt.open('qemu:///system')
         self.ids = iter(range(0x7b000000, 0x7fffffff))
 
     def close(self):
-        for p in self.patches:
-            p.cleanUp()
+        self.undo_glance()
         self.conn.close()
         shutil.rmtree(self.work, ignore_errors=True)
 
     # -- setup ------------------------------------------------------------
-    def configure(self, kernel_choice):
-        CONF.set_override('assets_path', self.args.assets, group='clear')
-        CONF.set_override('guest_kernel', kernel_choice, group='clear')
-        CONF.set_override('virt_type', 'qemu', group='clear')
-        CONF.set_override('instances_path',
-                          os.path.join(self.work, 'instances'),
-                          group='clear')
-        CONF.set_override('image_cache_path',
-                          os.path.join(self.work, 'cache'), group='clear')
-        CONF.set_override('state_path', self.work)
-        CONF.set_override('lock_path', os.path.join(self.work, 'locks'),
-                          group='oslo_concurrency')
-        helper = clear_privsep.local_helper_command(
-            self.work, os.path.join(self.work, 'cache'))
-        CONF.set_override('helper_command', helper, group='nova_sys_admin')
-        CONF.set_override('helper_command', helper, group='clear_sys_admin')
-
     def driver(self, kernel_choice):
-        self.configure(kernel_choice)
-        drv = clear_driver.ClearDriver(fake_virt.FakeVirtAPI())
-        drv.init_host(CONF.host)
-        return drv
+        localboot.configure(self.work, self.args.assets, virt_type='qemu',
+                            guest_kernel=kernel_choice)
+        return localboot.driver()
 
     def instance(self, image_id):
         n = next(self.ids)
-        flavor = objects.Flavor(id=1, flavorid='c1', name='clear.tiny',
-                                memory_mb=128, vcpus=1, root_gb=1,
-                                ephemeral_gb=0, swap=0, extra_specs={})
-        return objects.Instance(
-            context=self.ctx, id=n, uuid=str(uuid.uuid4()),
-            hostname='bench-%x' % n, display_name='bench', project_id='b',
-            user_id='b', image_ref=image_id, flavor=flavor, vcpus=1,
-            memory_mb=128, root_gb=1, config_drive='', launched_at=None,
-            system_metadata=nova_utils.get_system_metadata_from_image(
-                self.glance.show(None, image_id)))
+        return localboot.instance(self.ctx, self.glance.show(None, image_id),
+                                  n, 'bench-%x' % n)
 
     # -- scenarios --------------------------------------------------------
     def spawn_until(self, drv, image_id, needle_fmt, keep=False):
@@ -143,7 +101,7 @@ class Bench:
     def floor(self, drv, image_path):
         inst = self.instance(self.disk_image)
         a = drv.assets.load()
-        boot = drv._boot_config(inst, drv._files(inst))
+        boot = drv.boot_config(inst)
         cmdline = domain.kernel_cmdline(
             inst, self.glance.image_meta(self.disk_image), boot)
         return boot_demo.qemu_floor(a, image_path, self.work, 'qemu',
@@ -152,7 +110,7 @@ class Bench:
     def fullvm_image(self):
         """An MBR disk with extlinux, the distribution kernel and an
         initramfs with the PCI virtio drivers, and the test rootfs."""
-        path = os.path.join(images.CACHE, 'fullvm.raw')
+        path = os.path.join(samples.cache_dir(), 'fullvm.raw')
         if os.path.exists(path):
             return path
         work = os.path.join(self.work, 'fullvm')
@@ -172,7 +130,7 @@ class Bench:
             initrd = build.pack_initramfs(
                 f.read(), [(n, build.read_module(index[n])) for n in order])
         fs = os.path.join(work, 'fs.raw')
-        shutil.copy(images.disk_image('fs'), fs)
+        shutil.copy(samples.disk_image('fs'), fs)
         subprocess.run(['resize2fs', '-f', fs, '96M'], check=True,
                        capture_output=True)
         mnt = os.path.join(work, 'mnt')
@@ -195,7 +153,7 @@ class Bench:
             subprocess.run(['umount', mnt], check=True)
         size = os.path.getsize(fs)
         with open(path + '.tmp', 'wb') as out, open(fs, 'rb') as src:
-            out.write(images._mbr(2048, size // 512))
+            out.write(samples.mbr(2048, size // 512))
             out.seek(MiB)
             shutil.copyfileobj(src, out)
         with open('/usr/lib/EXTLINUX/mbr.bin', 'rb') as f:
@@ -361,7 +319,6 @@ def main():
     args = parser.parse_args()
     if args.smoke:
         args.iterations, args.concurrency = 1, 3
-    objects.register_all()
     CONF([], project='nova', default_config_files=[])
     if not os.path.exists(os.path.join(args.assets, 'manifest.json')):
         build.build(args.assets)
@@ -371,9 +328,9 @@ def main():
         kernels.insert(0, 'minimal')
     bench = Bench(args)
     try:
-        disk_path = images.disk_image('fs')
+        disk_path = samples.disk_image('fs')
         bench.disk_image = bench.glance.add(disk_path, 'raw')
-        container = bench.glance.add(images.container_image('docker'),
+        container = bench.glance.add(samples.container_image('docker'),
                                      'raw', container_format='docker')
         fullvm_image = bench.fullvm_image()
         drivers = {k: bench.driver(k) for k in kernels}

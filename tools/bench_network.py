@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(TOOLS))
 sys.path.insert(0, TOOLS)
 
 from bench_stats import summary  # noqa: E402
-from tests.integration import base  # noqa: E402
+from nova_clear.deploy import aio  # noqa: E402
 
 LINE = 'disk-init: up on'
 HDR = {'OpenStack-API-Version': 'compute 2.90'}
@@ -131,11 +131,11 @@ def main():
     parser.add_argument('--out', default=os.path.join(
         os.path.dirname(TOOLS), 'bench-results'))
     args = parser.parse_args()
-    reason = base._not_up_reason()
+    reason = aio.not_up_reason()
     if reason:
         sys.exit(reason)
-    state = base.state()
-    conn = base.connection()
+    state = aio.state()
+    conn = aio.connection()
     network_id = state['network']['network_id']
     runs = []
     for i in range(args.iterations):

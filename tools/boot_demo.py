@@ -1,8 +1,9 @@
 """Boot Clear Containers through ClearDriver on this host and time them.
 
 The README's main job until the all-in-one deployment lands: real libvirtd,
-real QEMU, real guest assets, real nova.objects; a local disk image stands
-in for Glance (downloaded through nova's Glance API code path).
+real QEMU, real guest assets, real nova.objects; the sample disk image
+(nova_clear.samples) stands in for Glance, downloaded through nova's Glance
+API code path (nova_clear.deploy.localboot).
 
 For each run it measures ``spawn()`` called -> the agent's readiness line
 ``nova-clear: ready <uuid>`` in the console log, and (``--compare-qemu``)
@@ -19,25 +20,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import fixtures  # noqa: E402
-
 import nova.conf  # noqa: E402
 from nova import context as nova_context  # noqa: E402
-from nova import objects  # noqa: E402
-from nova import utils as nova_utils  # noqa: E402
-from nova.virt import fake as fake_virt  # noqa: E402
 
+from nova_clear.deploy import localboot  # noqa: E402
 from nova_clear import domain  # noqa: E402
-from nova_clear import driver as clear_driver  # noqa: E402
 from nova_clear.guest import build  # noqa: E402
-from nova_clear import privsep as clear_privsep  # noqa: E402
-from tests.functional import base as ft_base  # noqa: E402
-from tests.functional import images  # noqa: E402
+from nova_clear import samples  # noqa: E402
 
 CONF = nova.conf.CONF
 
@@ -92,7 +85,6 @@ def main():
         ROOT, 'bench-results', 'boot-demo.json'))
     args = parser.parse_args()
 
-    objects.register_all()
     CONF([], project='nova', default_config_files=[])
     work = tempfile.mkdtemp(prefix='nova-clear-demo-', dir='/var/tmp')
     os.chmod(work, 0o755)
@@ -101,35 +93,16 @@ def main():
         print('building guest assets into %s' % args.assets)
         build.build(args.assets)
     t_build = time.monotonic() - t_build
-    CONF.set_override('assets_path', args.assets, group='clear')
-    CONF.set_override('virt_type', args.virt_type, group='clear')
-    CONF.set_override('instances_path', os.path.join(work, 'instances'),
-                      group='clear')
-    CONF.set_override('image_cache_path', os.path.join(work, 'cache'),
-                      group='clear')
-    CONF.set_override('state_path', work)
-    CONF.set_override('lock_path', os.path.join(work, 'locks'),
-                      group='oslo_concurrency')
-    helper = clear_privsep.local_helper_command(work,
-                                                os.path.join(work, 'cache'))
-    CONF.set_override('helper_command', helper, group='nova_sys_admin')
-    CONF.set_override('helper_command', helper, group='clear_sys_admin')
+    localboot.configure(work, args.assets, virt_type=args.virt_type)
 
-    glance = ft_base.LocalGlance()
-    patches = [fixtures.MonkeyPatch(
-        'nova.image.glance.get_default_image_service', lambda: glance),
-        fixtures.MonkeyPatch(
-            'nova.image.glance.API.get_remote_image_service',
-            lambda self_, ctx, href: (glance, href))]
-    for p in patches:
-        p.setUp()
-    image_path = images.disk_image('fs')
+    glance = localboot.LocalGlance()
+    undo_glance = glance.install()
+    image_path = samples.disk_image('fs')
     image_id = glance.add(image_path, 'raw')
     ctx = nova_context.RequestContext('demo', 'demo', is_admin=True)
 
     t0 = time.monotonic()
-    drv = clear_driver.ClearDriver(fake_virt.FakeVirtAPI())
-    drv.init_host(CONF.host)
+    drv = localboot.driver()
     t_init = time.monotonic() - t0
     print('driver ready in %.2fs: virt_type=%s (asked: %s), machine=%s'
           % (t_init, drv.virt_type, args.virt_type,
@@ -137,17 +110,8 @@ def main():
 
     runs = []
     for i in range(args.repeat):
-        flavor = objects.Flavor(id=1, flavorid='c1', name='clear.tiny',
-                                memory_mb=128, vcpus=1, root_gb=1,
-                                ephemeral_gb=0, swap=0, extra_specs={})
-        inst = objects.Instance(
-            context=ctx, id=i + 1, uuid=str(uuid.uuid4()),
-            hostname='demo-%d' % (i + 1), display_name='demo-%d' % (i + 1),
-            project_id='demo', user_id='demo', image_ref=image_id,
-            flavor=flavor, vcpus=1, memory_mb=128, root_gb=1,
-            config_drive='', launched_at=None,
-            system_metadata=nova_utils.get_system_metadata_from_image(
-                glance.show(None, image_id)))
+        inst = localboot.instance(ctx, glance.show(None, image_id), i + 1,
+                                  'demo-%d' % (i + 1))
         needle = b'nova-clear: ready %s' % inst.uuid.encode()
         t0 = time.monotonic()
         drv.spawn(ctx, inst, glance.image_meta(image_id), [], None, {})
@@ -175,7 +139,7 @@ def main():
                'destroy_s': round(t_destroy, 3)}
         if args.compare_qemu:
             assets = drv.assets.load()
-            boot = drv._boot_config(inst, drv._files(inst))
+            boot = drv.boot_config(inst)
             cmdline = domain.kernel_cmdline(inst, glance.image_meta(image_id),
                                             boot)
             run['raw_qemu_to_ready_s'] = round(qemu_floor(
@@ -205,8 +169,7 @@ def main():
             summary['spawn_to_ready_s']['median'] /
             summary['raw_qemu_to_ready_s']['median']))
     print('wrote %s' % args.json)
-    for p in patches:
-        p.cleanUp()
+    undo_glance()
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

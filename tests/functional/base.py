@@ -1,5 +1,6 @@
 """Base of the functional tests: a real libvirtd + QEMU, real guest assets,
-real nova.objects, and a local image file standing in for Glance."""
+real nova.objects, and local image files standing in for Glance
+(nova_clear.deploy.localboot, as the boot benchmarks use)."""
 
 import atexit
 import itertools
@@ -19,69 +20,13 @@ import libvirt
 from nova.compute import power_state
 import nova.conf
 from nova import context as nova_context
-from nova.network import model as network_model
-from nova import objects
-from nova import utils as nova_utils
-from nova.virt import fake as fake_virt
 
-from nova_clear import driver as clear_driver
-from nova_clear import privsep as clear_privsep
+from nova_clear.deploy import localboot
 from tests.functional import images
 from tests.functional import services
 
 CONF = nova.conf.CONF
-objects.register_all()
 READY_TIMEOUT = float(os.environ.get('NOVA_CLEAR_READY_TIMEOUT', '120'))
-
-
-class LocalGlance:
-    """Glance's image service, answering from local files.
-
-    Installed where nova's Glance API looks for its service, so the driver
-    downloads through ``nova.image.glance.API`` exactly as in production.
-    """
-
-    def __init__(self):
-        self.images = {}
-
-    def add(self, path, disk_format, size=None, properties=None,
-            container_format='bare'):
-        image_id = str(uuid.uuid4())
-        self.images[image_id] = {
-            'id': image_id, 'name': os.path.basename(path),
-            'status': 'active', 'disk_format': disk_format,
-            'container_format': container_format,
-            'size': os.path.getsize(path) if size is None else size,
-            'properties': dict(properties or {}), 'path': path,
-        }
-        return image_id
-
-    def show(self, context, image_id, include_locations=False,
-             show_deleted=True):
-        from nova import exception
-        try:
-            meta = dict(self.images[str(image_id)])
-        except KeyError:
-            raise exception.ImageNotFound(image_id=image_id)
-        meta.pop('path')
-        return meta
-
-    def download(self, context, image_id, data=None, dst_path=None,
-                 trusted_certs=None):
-        src = self.images[str(image_id)]['path']
-        with open(src, 'rb') as f:
-            if data is not None:
-                shutil.copyfileobj(f, data)
-            else:
-                with open(dst_path, 'wb') as out:
-                    shutil.copyfileobj(f, out)
-
-    def get(self, context, image_id, **kwargs):
-        return self.show(context, image_id)
-
-    def image_meta(self, image_id):
-        meta = self.show(None, image_id)
-        return objects.ImageMeta.from_dict(meta)
 
 
 class EventRecorder:
@@ -122,6 +67,7 @@ def worker_dir():
                                 dir=os.environ.get('NOVA_CLEAR_TEST_TMP',
                                                    '/var/tmp'))
         os.chmod(path, 0o755)
+        localboot.privsep_conf(path, path)
         atexit.register(shutil.rmtree, path, ignore_errors=True)
         _WORKER_DIR.append(path)
     return _WORKER_DIR[0]
@@ -161,17 +107,12 @@ class FunctionalTestCase(testtools.TestCase):
         # No sudo: the privsep daemons start from this venv as root, with
         # the worker's configuration: one daemon serves all tests of a
         # worker, and nova-clear's only works inside its image cache.
-        helper = clear_privsep.local_helper_command(worker_dir(),
-                                                    worker_dir())
+        helper = localboot.privsep_helper(
+            os.path.join(worker_dir(), 'privsep.conf'))
         self.conf.config(group='nova_sys_admin', helper_command=helper)
         self.conf.config(group='clear_sys_admin', helper_command=helper)
-        self.glance = LocalGlance()
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.image.glance.get_default_image_service',
-            lambda: self.glance))
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.image.glance.API.get_remote_image_service',
-            lambda self_, context, image_href: (self.glance, image_href)))
+        self.glance = localboot.LocalGlance()
+        self.addCleanup(self.glance.install())
         self.context = nova_context.RequestContext('fake-user', 'fake-project',
                                                    is_admin=True)
         self.events = EventRecorder()
@@ -180,40 +121,14 @@ class FunctionalTestCase(testtools.TestCase):
         self._ids = itertools.count(random.randrange(1, 1 << 30))
 
     def make_driver(self, init=True):
-        drv = clear_driver.ClearDriver(fake_virt.FakeVirtAPI())
-        drv.register_event_listener(self.events)
-        if init:
-            drv.init_host(CONF.host)
-        return drv
+        return localboot.driver(init=init, listener=self.events)
 
     def make_instance(self, image_id, memory_mb=128, vcpus=1, root_gb=1):
-        image = self.glance.show(None, image_id)
-        flavor = objects.Flavor(id=1, flavorid='clear.tiny',
-                                name='clear.tiny', memory_mb=memory_mb,
-                                vcpus=vcpus, root_gb=root_gb, ephemeral_gb=0,
-                                swap=0, extra_specs={})
         inst_id = next(self._ids)
-        instance = objects.Instance(
-            context=self.context, id=inst_id, uuid=str(uuid.uuid4()),
-            hostname='clear-%d' % inst_id, display_name='clear-%d' % inst_id,
-            project_id='fake-project', user_id='fake-user',
-            image_ref=image_id, flavor=flavor, vcpus=vcpus,
-            memory_mb=memory_mb, root_gb=root_gb, config_drive='',
-            launched_at=None,
-            system_metadata=nova_utils.get_system_metadata_from_image(image),
-            # what the compute manager's instance carries from the DB
-            root_device_name='/dev/vda', default_ephemeral_device=None,
-            default_swap_device=None, device_metadata=None,
-            numa_topology=None, availability_zone=None, user_data=None,
-            metadata={}, launch_index=0, reservation_id='r-%d' % inst_id,
-            key_name=None, key_data=None,
-            keypairs=objects.KeyPairList(objects=[]),
-            ec2_ids=objects.EC2Ids(instance_id='i-%08x' % inst_id,
-                                   ami_id='ami-00000001', kernel_id=None,
-                                   ramdisk_id=None),
-            info_cache=objects.InstanceInfoCache(
-                network_info=network_model.NetworkInfo([])))
-        return instance
+        return localboot.instance(
+            self.context, self.glance.show(None, image_id), inst_id,
+            'clear-%d' % inst_id, memory_mb=memory_mb, vcpus=vcpus,
+            root_gb=root_gb)
 
     def spawn(self, drv, image_id, **kw):
         instance = self.make_instance(image_id, **kw)

@@ -7,11 +7,9 @@ only when the all-in-one is not up; ``tools/allinone up`` (or ``start``)
 brings it up.
 """
 
-import json
 import os
 import struct
 import subprocess
-import threading
 import time
 import uuid
 
@@ -19,53 +17,13 @@ import testtools
 
 import libvirt
 
+from nova_clear.deploy import aio
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-AIO_HOME = os.environ.get('AIO_HOME', '/opt/nova-clear-aio')
-STATE = os.path.join(AIO_HOME, 'aio.json')
 TIMEOUT = float(os.environ.get('NOVA_CLEAR_IT_TIMEOUT', '240'))
-_lock = threading.Lock()
 # lookups of deleted domains are expected: keep libvirt from printing them
 libvirt.registerErrorHandler(lambda ctx, err: None, None)
-_cache = {}
-
-
-def _not_up_reason():
-    try:
-        with open(STATE) as f:
-            state = json.load(f)
-    except (OSError, ValueError):
-        return ('the all-in-one is not set up (no %s): run tools/allinone '
-                'up' % STATE)
-    if not state.get('ready'):
-        return 'the all-in-one is stopped: run tools/allinone up'
-    pidfile = os.path.join(AIO_HOME, 'run', 'nova-compute.pid')
-    try:
-        with open(pidfile) as f:
-            os.kill(int(f.read().split()[0]), 0)
-    except (OSError, ValueError, IndexError):
-        return 'nova-compute of the all-in-one is not running: ' \
-               'run tools/allinone up'
-    return None
-
-
-def state():
-    with open(STATE) as f:
-        return json.load(f)
-
-
-def connection():
-    with _lock:
-        if 'conn' not in _cache:
-            import openstack
-            pw = state()['passwords']
-            _cache['conn'] = openstack.connect(
-                auth_url='http://127.0.0.1:5000/v3', username='admin',
-                password=pw['admin'], project_name='admin',
-                user_domain_name='Default', project_domain_name='Default',
-                region_name='RegionOne', compute_api_version='2.90',
-                identity_api_version='3')
-        return _cache['conn']
 
 
 def corrupt_qcow2(path, source):
@@ -86,11 +44,11 @@ class IntegrationTestCase(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        reason = _not_up_reason()
+        reason = aio.not_up_reason()
         if reason:
             self.skipTest(reason)
-        self.state = state()
-        self.conn = connection()
+        self.state = aio.state()
+        self.conn = aio.connection()
         self.images = self.state['images']
         self.line = self.state['workload_line']
 
