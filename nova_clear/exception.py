@@ -3,8 +3,9 @@
 Each is a ``nova.exception`` subclass with a ``msg_fmt`` whose fields are
 keyword arguments (nova's convention), so Nova records the message as the
 instance fault.  Not here: errors that stay inside a module (converted
-to one of these at its boundary), the asset builders' error and the host
-OS tooling's (:mod:`nova_clear.hostos.errors`).
+to one of these at its boundary), the asset builders' error
+(:class:`nova_clear.buildtools.errors.BuildError`) and the host OS
+tooling's (:mod:`nova_clear.hostos.errors`).
 """
 
 from nova import exception
