@@ -1,11 +1,19 @@
-"""Errors of nova-clear; each a nova.exception subclass so Nova records
-its message as the instance fault."""
+"""The errors nova-clear raises to Nova.
+
+Each is a ``nova.exception`` subclass with a ``msg_fmt`` whose fields are
+keyword arguments (nova's convention), so Nova records the message as the
+instance fault.  Not here: errors that stay inside a module (converted
+to one of these at its boundary), the asset builders' error
+(:class:`nova_clear.buildtools.errors.BuildError`) and the host OS
+tooling's (:mod:`nova_clear.hostos.errors`).
+"""
 
 from nova import exception
 
 from nova_clear.i18n import _
 
 
+# -- the host and the guest assets ---------------------------------------
 class LibvirtUnavailable(exception.HypervisorUnavailable):
     msg_fmt = _('Cannot reach libvirt at %(uri)s: %(reason)s')
 
@@ -15,6 +23,28 @@ class GuestAssetsInvalid(exception.NovaException):
                 '%(reason)s. Build them with: %(hint)s')
 
 
+# -- images (ImageUnacceptable: the fault names the image) ----------------
+class InvalidContainerImage(exception.ImageUnacceptable):
+    """A container archive that is not a valid docker-archive or OCI
+    image layout (:mod:`nova_clear.images.oci`)."""
+    msg_fmt = _('Image %(image_id)s is unacceptable: not a valid container '
+                'image: %(reason)s')
+
+
+class LayerRefused(exception.ImageUnacceptable):
+    """A layer member the rules refuse (:mod:`nova_clear.images.tarstream`,
+    :mod:`nova_clear.images.layers`)."""
+    msg_fmt = _('Image %(image_id)s is unacceptable: layer %(layer)s, '
+                'member %(member)s: %(reason)s')
+
+
+class InvalidWorkload(exception.ImageUnacceptable):
+    """What the image config and properties say to run is unusable
+    (:mod:`nova_clear.images.workload`)."""
+    msg_fmt = _('Image %(image_id)s is unacceptable: %(reason)s')
+
+
+# -- starting an instance -------------------------------------------------
 class ClearContainerStartFailed(exception.InstanceDeployFailure):
     msg_fmt = _('Clear Container %(name)s did not start: %(reason)s')
 

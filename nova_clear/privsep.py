@@ -34,8 +34,7 @@ from oslo_privsep import capabilities
 from oslo_privsep import priv_context
 
 from nova_clear import conf as clear_conf
-from nova_clear.images import layers
-from nova_clear.images import oci
+from nova_clear import exception as clear_exc
 from nova_clear.images import unpack
 
 CONF = nova.conf.CONF
@@ -123,7 +122,7 @@ def _unpack(archive_fd, root_fd, image_id, limits):
                            (image_id, proc.returncode,
                             proc.stderr.strip()[-2000:]))
     if 'refused' in reply:
-        raise layers.LayerRefused(reply['refused'])
+        raise clear_exc.LayerRefused(reply['refused'])
     if 'enospc' in reply:
         raise OSError(errno.ENOSPC, reply['enospc'])
     return reply['content_bytes'], reply['entries'], reply['peak_rss_kib']
@@ -141,7 +140,7 @@ def _mkfs(image_id, root_fd, dest_fd, entries):
     except subprocess.CalledProcessError as e:
         if 'No space left on device' in (e.stderr or ''):
             raise OSError(errno.ENOSPC, 'mkfs.ext4: %s' % e.stderr.strip())
-        raise oci.InvalidContainerImage(
+        raise clear_exc.InvalidContainerImage(
             image_id=image_id, reason='packing the root filesystem failed: '
             '%s' % e.stderr.strip())
 

@@ -44,7 +44,8 @@ MACVTAP_MODES = ('bridge', 'vepa', 'private', 'passthrough')
 
 
 class VifError(ValueError):
-    """A port this host cannot plug; the message says which and why."""
+    """A port this host cannot plug; the message says which and why.  The
+    driver raises it to Nova as ``PortNotPluggable``."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,8 @@ _SEEN = object()
 
 
 class ConfigError(Exception):
-    pass
+    """A setting that cannot be written; nova-clear-configure reports it.
+    Not Nova-facing: the deployer's error, raised to whoever configures."""
 
 
 def _key_of(line):

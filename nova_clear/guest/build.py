@@ -4,7 +4,8 @@
 
 * downloads the distribution kernel package (default
   ``linux-image-cloud-amd64``) with ``apt-get download`` and unpacks it
-  with ``dpkg-deb`` -- nothing is installed on the host;
+  with ``dpkg-deb`` -- nothing is installed on the host
+  (:mod:`nova_clear.buildtools.debian`);
 * packs the agent initramfs: static busybox, the agent ``init`` and the
   kernel modules a Clear Container needs (virtio-mmio, blk, console, net,
   overlayfs, virtiofs, the ACPI power button), in dependency order;
@@ -18,22 +19,21 @@ The archive is reproducible: same inputs, same bytes.
 """
 
 import argparse
-import lzma
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import zstandard
 
+from nova_clear.buildtools import cpio
+from nova_clear.buildtools import debian
+from nova_clear.buildtools.errors import BuildError
 from nova_clear.guest import assets
-from nova_clear.guest import cpio
 from nova_clear.guest import kernel
 
-DEFAULT_KERNEL_PACKAGE = 'linux-image-cloud-amd64'
-BUSYBOX = '/bin/busybox'
+DEFAULT_KERNEL_PACKAGE = debian.DEFAULT_KERNEL_PACKAGE
+BUSYBOX = debian.BUSYBOX
 MINIMAL_SUBDIR = assets.MINIMAL_SUBDIR
 DEFAULT_KERNEL_CACHE = '/var/cache/nova-clear/kernel'
 # What the agent and the domain need from the kernel when they are not
@@ -43,112 +43,15 @@ WANTED_MODULES = ('virtio_mmio', 'virtio_blk', 'virtio_console',
                   'virtio_net', 'virtio_rng', 'overlay', 'virtiofs',
                   'button', 'evdev', 'isofs')
 
-
-class BuildError(Exception):
-    pass
-
-
-def _run(cmd, cwd=None):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError('%s failed (%d): %s' % (' '.join(cmd),
-                                                 proc.returncode,
-                                                 proc.stderr.strip()))
-    return proc.stdout
-
-
-def resolve_kernel_package(name):
-    """Follow a metapackage (linux-image-cloud-amd64) to the real one."""
-    out = _run(['apt-cache', 'depends', '--important', name])
-    for line in out.splitlines():
-        m = re.match(r'\s*Depends:\s*(linux-image-\S+)', line)
-        if m:
-            return m.group(1)
-    return name
-
-
-def download_deb(package, workdir):
-    _run(['apt-get', 'download', package], cwd=workdir)
-    debs = [f for f in os.listdir(workdir)
-            if f.startswith(package + '_') and f.endswith('.deb')]
-    if not debs:
-        raise BuildError('apt-get download %s produced no .deb' % package)
-    return os.path.join(workdir, sorted(debs)[-1])
-
-
-def module_name(filename):
-    base = os.path.basename(filename)
-    base = re.sub(r'\.ko(\.xz|\.zst|\.gz)?$', '', base)
-    return base.replace('-', '_')
-
-
-def read_module(path):
-    with open(path, 'rb') as f:
-        data = f.read()
-    if path.endswith('.xz'):
-        return lzma.decompress(data)
-    if path.endswith('.zst'):
-        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    return data
-
-
-def module_depends(data):
-    """Dependencies from a module's .modinfo section (``depends=a,b``)."""
-    m = re.search(rb'(?:^|\0)depends=([^\0]*)\0', data)
-    if not m or not m.group(1):
-        return []
-    return [d.decode().replace('-', '_') for d in m.group(1).split(b',')]
-
-
-def index_modules(moddir):
-    index = {}
-    for root, _dirs, files in os.walk(moddir):
-        for f in files:
-            if re.search(r'\.ko(\.xz|\.zst)?$', f):
-                index[module_name(f)] = os.path.join(root, f)
-    return index
-
-
-def builtin_modules(moddir):
-    path = os.path.join(moddir, 'modules.builtin')
-    if not os.path.exists(path):
-        return set()
-    with open(path) as f:
-        return {module_name(line.strip()) for line in f if line.strip()}
-
-
-def order_modules(wanted, index, builtin, depends_of):
-    """Return module names in load order (dependencies first)."""
-    order, visiting = [], set()
-
-    def visit(name):
-        if name in builtin or name in order:
-            return
-        if name not in index:
-            raise BuildError('kernel module %s not found' % name)
-        if name in visiting:
-            raise BuildError('module dependency cycle at %s' % name)
-        visiting.add(name)
-        for dep in depends_of(name):
-            visit(dep)
-        visiting.discard(name)
-        order.append(name)
-
-    for name in wanted:
-        if name in builtin:
-            continue
-        visit(name)
-    return order
-
-
-def kernel_config(path):
-    config = {}
-    with open(path) as f:
-        for line in f:
-            m = re.match(r'(CONFIG_\w+)=(.*)', line.strip())
-            if m:
-                config[m.group(1)] = m.group(2)
-    return config
+# The old names of the helpers now in nova_clear.buildtools.debian, for
+# tools/bench_boot.py until it imports them from there.
+resolve_kernel_package = debian.resolve_kernel_package
+download_deb = debian.download_deb
+read_module = debian.read_module
+module_depends = debian.module_depends
+index_modules = debian.index_modules
+builtin_modules = debian.builtin_modules
+order_modules = debian.order_modules
 
 
 def initramfs_entries(init_script, busybox_data, modules):
@@ -164,17 +67,7 @@ def initramfs_entries(init_script, busybox_data, modules):
         cpio.symlink('bin/sh', 'busybox'),
         cpio.regular('init', init_script, perm=0o755),
     ]
-    return entries + module_entries(modules)
-
-
-def module_entries(modules):
-    """cpio entries of kernel modules ([(name, data)]) and the load-order
-    file the agents read, in the given (dependency) order."""
-    entries = [cpio.regular('lib/modules/%s.ko' % name, data)
-               for name, data in modules]
-    names = ''.join('%s.ko\n' % name for name, _data in modules)
-    entries.append(cpio.regular('lib/modules/load-order', names.encode()))
-    return entries
+    return entries + debian.module_entries(modules)
 
 
 def init_script():
@@ -188,41 +81,22 @@ def build(dest, kernel_package=DEFAULT_KERNEL_PACKAGE, kernel_deb=None,
           kernel_cache=DEFAULT_KERNEL_CACHE):
     os.makedirs(dest, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix='nova-clear-build-') as work:
-        if kernel_deb is None:
-            package = resolve_kernel_package(kernel_package)
-            log('downloading %s' % package)
-            kernel_deb = download_deb(package, work)
-        tree = os.path.join(work, 'tree')
-        _run(['dpkg-deb', '-x', kernel_deb, tree])
-        boot = os.path.join(tree, 'boot')
-        vmlinuz = [f for f in os.listdir(boot) if f.startswith('vmlinuz-')]
-        if len(vmlinuz) != 1:
-            raise BuildError('%s holds no single kernel' % kernel_deb)
-        release = vmlinuz[0][len('vmlinuz-'):]
-        config = kernel_config(os.path.join(boot, 'config-' + release))
-        moddir = os.path.join(tree, 'lib', 'modules', release)
-        index = index_modules(moddir)
-        cache = {}
-
-        def data_of(name):
-            if name not in cache:
-                cache[name] = read_module(index[name])
-            return cache[name]
-
-        order = order_modules(WANTED_MODULES, index,
-                              builtin_modules(moddir),
-                              lambda n: module_depends(data_of(n)))
-        log('kernel %s, modules: %s' % (release, ' '.join(order)))
+        deb = debian.fetch_kernel_deb(work, kernel_package, kernel_deb, log)
+        kern = debian.unpack_kernel(deb, work)
+        config = debian.kernel_config(
+            os.path.join(kern.boot, 'config-' + kern.release))
+        modules = debian.load_modules(kern.moddir, WANTED_MODULES)
+        log('kernel %s, modules: %s' % (
+            kern.release, ' '.join(n for n, _data in modules)))
         with open(busybox, 'rb') as f:
             busybox_data = f.read()
         if b'linux-vdso' in busybox_data or \
                 b'ld-linux' in busybox_data[:4096 * 4]:
             raise BuildError('%s is not static: install busybox-static'
                              % busybox)
-        initrd = pack_initramfs(busybox_data,
-                                [(n, data_of(n)) for n in order])
-        manifest = write_assets(
-            dest, os.path.join(boot, vmlinuz[0]), initrd, release, config)
+        initrd = pack_initramfs(busybox_data, modules)
+        manifest = write_assets(dest, kern.vmlinuz, initrd, kern.release,
+                                config)
         log('wrote %s: kernel %d bytes, initramfs %d bytes' % (
             dest, manifest['kernel']['size'], manifest['initrd']['size']))
     if minimal:
@@ -261,7 +135,8 @@ def build_minimal(dest, busybox_data, kernel_cache, log=print):
     """The minimal kernel (built once per configuration) and an initramfs
     without modules: everything is built in."""
     image, release = kernel.build(kernel_cache, log=log)
-    config = kernel_config(os.path.join(os.path.dirname(image), 'config'))
+    config = debian.kernel_config(os.path.join(os.path.dirname(image),
+                                               'config'))
     manifest = write_assets(dest, image, pack_initramfs(busybox_data, []),
                             release, config)
     log('wrote %s: minimal kernel %s, %d bytes' % (
@@ -292,7 +167,7 @@ def main(argv=None):
     try:
         build(args.dest, args.kernel_package, args.kernel_deb, args.busybox,
               minimal=args.minimal_kernel, kernel_cache=args.kernel_cache)
-    except (BuildError, kernel.KernelBuildError, OSError) as e:
+    except (BuildError, OSError) as e:
         print('nova-clear-build-guest: error: %s' % e, file=sys.stderr)
         return 1
     return 0

@@ -15,12 +15,10 @@ import re
 import shutil
 import subprocess
 
+from nova_clear.buildtools.errors import BuildError
+
 FRAGMENT = os.path.join(os.path.dirname(__file__), 'minimal.config')
 SOURCE_GLOB = '/usr/src/linux-source-*.tar.xz'
-
-
-class KernelBuildError(Exception):
-    pass
 
 
 def fragment_options(text):
@@ -47,8 +45,8 @@ def missing_options(wanted, final_config_text):
 def find_source(pattern=SOURCE_GLOB):
     found = sorted(glob.glob(pattern))
     if not found:
-        raise KernelBuildError('no %s: install linux-source-6.1 (Debian)'
-                               % pattern)
+        raise BuildError('no %s: install linux-source-6.1 (Debian)'
+                         % pattern)
     return found[-1]
 
 
@@ -65,8 +63,8 @@ def _run(cmd, cwd, log):
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
-        raise KernelBuildError('%s failed:\n%s' % (' '.join(cmd),
-                                                   '\n'.join(tail)))
+        raise BuildError('%s failed:\n%s' % (' '.join(cmd),
+                                             '\n'.join(tail)))
     return proc.stdout
 
 
@@ -108,8 +106,8 @@ def _build_locked(cache_dir, key, fragment, source, jobs, log):
             final = f.read()
         lost = missing_options(fragment_options(fragment), final)
         if lost:
-            raise KernelBuildError('the kernel configuration dropped: %s'
-                                   % ', '.join(lost))
+            raise BuildError('the kernel configuration dropped: %s'
+                             % ', '.join(lost))
         _run(['make', '-j%d' % (jobs or os.cpu_count() or 1), 'bzImage'],
              work, log)
         release = _run(['make', '-s', 'kernelrelease'], work, log).strip()

@@ -24,7 +24,7 @@ MAX_DNS = 3
 
 
 class CommandLineTooLong(ValueError):
-    pass
+    """The driver raises it to Nova as ``PortNotPluggable``."""
 
 
 def _prefixed(address, cidr):

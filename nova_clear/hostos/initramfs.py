@@ -3,18 +3,18 @@
 The kernel comes from a Debian kernel package (``apt-get download`` and
 ``dpkg-deb -x``, nothing installed), the modules the boot initramfs needs
 to reach the root disk are packed in load order, with static busybox.
-The helpers are those of the guest builder (``nova_clear.guest.build``).
+The helpers are the asset builders' (:mod:`nova_clear.buildtools`), shared
+with the guest builder.
 """
 
 import os
 import shutil
-import subprocess
 import tempfile
 
 import zstandard
 
-from nova_clear.guest import build
-from nova_clear.guest import cpio
+from nova_clear.buildtools import cpio
+from nova_clear.buildtools import debian
 from nova_clear.hostos import store
 
 WANTED_MODULES = ('virtio_mmio', 'virtio_blk', 'ext4')
@@ -36,40 +36,26 @@ def initramfs_bytes(busybox_data, modules):
                 cpio.regular('bin/busybox', busybox_data, perm=0o755),
                 cpio.regular('init', script('boot-init.sh'), perm=0o755),
                 cpio.regular('lib/boot-state.sh', script('boot-state.sh'))]
-    entries += build.module_entries(modules)
+    entries += debian.module_entries(modules)
     return zstandard.ZstdCompressor(level=12).compress(cpio.pack(entries))
 
 
-def build_boot(dest, kernel_package=build.DEFAULT_KERNEL_PACKAGE,
-               kernel_deb=None, busybox=build.BUSYBOX, log=print):
-    """Write ``dest/vmlinuz`` and ``dest/initrd.img``; returns release."""
+def build_boot(dest, kernel_package=debian.DEFAULT_KERNEL_PACKAGE,
+               kernel_deb=None, busybox=debian.BUSYBOX, log=print):
+    """Write ``dest/vmlinuz`` and ``dest/initrd.img``; returns release.
+    Failures are :class:`~nova_clear.buildtools.errors.BuildError`."""
     os.makedirs(dest, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix='clear-boot-') as work:
-        if kernel_deb is None:
-            package = build.resolve_kernel_package(kernel_package)
-            log('downloading %s' % package)
-            kernel_deb = build.download_deb(package, work)
-        tree = os.path.join(work, 'tree')
-        subprocess.run(['dpkg-deb', '-x', kernel_deb, tree], check=True,
-                       capture_output=True)
-        bootdir = os.path.join(tree, 'boot')
-        kernels = [f for f in os.listdir(bootdir)
-                   if f.startswith('vmlinuz-')]
-        if len(kernels) != 1:
-            raise build.BuildError('%s holds no single kernel' % kernel_deb)
-        release = kernels[0][len('vmlinuz-'):]
-        moddir = os.path.join(tree, 'lib', 'modules', release)
-        index = build.index_modules(moddir)
-        order = build.order_modules(
-            WANTED_MODULES, index, build.builtin_modules(moddir),
-            lambda n: build.module_depends(build.read_module(index[n])))
+        deb = debian.fetch_kernel_deb(work, kernel_package, kernel_deb, log)
+        kern = debian.unpack_kernel(deb, work)
+        modules = debian.load_modules(kern.moddir, WANTED_MODULES)
         with open(busybox, 'rb') as f:
             busybox_data = f.read()
-        data = initramfs_bytes(busybox_data, [
-            (n, build.read_module(index[n])) for n in order])
+        data = initramfs_bytes(busybox_data, modules)
         store.write_atomic(os.path.join(dest, 'initrd.img'), data)
         tmp = os.path.join(dest, '.vmlinuz.tmp')
-        shutil.copyfile(os.path.join(bootdir, kernels[0]), tmp)
+        shutil.copyfile(kern.vmlinuz, tmp)
         os.replace(tmp, os.path.join(dest, 'vmlinuz'))
-        log('kernel %s, boot modules: %s' % (release, ' '.join(order)))
-    return release
+        log('kernel %s, boot modules: %s' % (
+            kern.release, ' '.join(n for n, _data in modules)))
+    return kern.release

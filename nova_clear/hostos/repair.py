@@ -27,7 +27,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Refused(Exception):
-    pass
+    """A path this repair will not touch; never leaves this module:
+    :func:`repair` returns it in its list of refused paths."""
 
 
 def repair(snapshot, wanted, paths, source):

@@ -21,17 +21,15 @@ import os
 import shutil
 import stat
 
-from nova import exception
-
+from nova_clear import exception as clear_exc
 from nova_clear.i18n import _
 from nova_clear.images import tarstream
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class LayerRefused(exception.ImageUnacceptable):
-    msg_fmt = _('Image %(image_id)s is unacceptable: layer %(layer)s, '
-                'member %(member)s: %(reason)s')
+# the old name: a privsep daemon of an earlier install raises it by name
+LayerRefused = clear_exc.LayerRefused
 
 
 class _NotADirectory(Exception):
@@ -149,8 +147,9 @@ class LayerApplier:
                         layer_name, tarstream._show(member.name),
                         _('cannot be unpacked: %s') % e)
         except tarstream.Refused as e:
-            raise LayerRefused(image_id=self.image_id, layer=e.layer,
-                               member=e.member, reason=e.reason) from None
+            raise clear_exc.LayerRefused(
+                image_id=self.image_id, layer=e.layer, member=e.member,
+                reason=e.reason) from None
 
     def _apply_member(self, layer, tar, member, created):
         entry = tarstream.check_member(layer, member, self.limits)

@@ -18,10 +18,8 @@ import tarfile
 
 import zstandard
 
-from nova import exception
-
+from nova_clear import exception as clear_exc
 from nova_clear.i18n import _
-from nova_clear.images import layers as layers_mod
 from nova_clear.images import tarstream
 from nova_clear import safe_json
 
@@ -45,9 +43,8 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 64
 
 
-class InvalidContainerImage(exception.ImageUnacceptable):
-    msg_fmt = _('Image %(image_id)s is unacceptable: not a valid container '
-                'image: %(reason)s')
+# the old name: a privsep daemon of an earlier install raises it by name
+InvalidContainerImage = clear_exc.InvalidContainerImage
 
 
 @dataclasses.dataclass
@@ -89,7 +86,7 @@ def is_container_archive(path):
 def _digest_hex(value, what, image_id):
     m = _DIGEST.match(value or '')
     if not m:
-        raise InvalidContainerImage(
+        raise clear_exc.InvalidContainerImage(
             image_id=image_id, reason=_('%(what)s has no valid sha256 '
                                         'digest (%(v)r)') %
             {'what': what, 'v': value})
@@ -124,12 +121,13 @@ class _Archive:
             self.tar.members.clear()
         except tarstream.MALFORMED + (tarstream.Oversized,
                                       RecursionError) as e:
-            raise InvalidContainerImage(
+            raise clear_exc.InvalidContainerImage(
                 image_id=image_id,
                 reason=_('malformed tar archive: %s') % e)
 
     def bad(self, reason):
-        return InvalidContainerImage(image_id=self.image_id, reason=reason)
+        return clear_exc.InvalidContainerImage(image_id=self.image_id,
+                                               reason=reason)
 
     def read(self, name, expected_hex=None, max_bytes=MAX_JSON_BYTES):
         member = self.members.get(name)
@@ -300,7 +298,7 @@ def layer_streams(archive, path_or_file):
     """Yield ``(layer, stream)`` in order, ``stream`` being the layer's
     uncompressed tar.  Each layer's digests are computed while it is read
     and checked once the caller has read it (drained first); a mismatch
-    raises :class:`InvalidContainerImage`."""
+    raises :class:`~nova_clear.exception.InvalidContainerImage`."""
     f = _open_file(path_or_file)
     try:
         arc = _Archive(f, archive.image_id)
@@ -343,7 +341,7 @@ def verify(archive, limits):
         for layer, stream in layer_streams(archive, archive.path):
             tarstream.scan_layer(layer.name, stream, limits, counter, total)
     except tarstream.Refused as e:
-        raise layers_mod.LayerRefused(image_id=archive.image_id,
-                                      layer=e.layer, member=e.member,
-                                      reason=e.reason) from None
+        raise clear_exc.LayerRefused(image_id=archive.image_id,
+                                     layer=e.layer, member=e.member,
+                                     reason=e.reason) from None
     return total[0]

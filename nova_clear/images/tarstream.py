@@ -33,7 +33,9 @@ _LONG_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
 
 
 class Refused(Exception):
-    """A member (or the layer as a whole, member '-') is refused."""
+    """A member (or the layer as a whole, member '-') is refused.  Inside
+    the images package only: :mod:`.layers` and :mod:`.oci` raise it to
+    Nova as :class:`nova_clear.exception.LayerRefused`."""
 
     def __init__(self, layer, member, reason):
         super().__init__('layer %s, member %s: %s' % (layer, member, reason))
@@ -61,7 +63,8 @@ MALFORMED = (tarfile.TarError, EOFError, OSError, zlib.error,
 
 
 class Oversized(Exception):
-    pass
+    """Extended headers beyond the bounds; reported as :class:`Refused`
+    (or, reading an archive, as ``InvalidContainerImage``)."""
 
 
 class BoundedTarInfo(tarfile.TarInfo):

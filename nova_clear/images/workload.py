@@ -20,17 +20,12 @@ import dataclasses
 import json
 import shlex
 
-from nova import exception
-
+from nova_clear import exception as clear_exc
 from nova_clear.i18n import _
 from nova_clear import safe_json
 
 PROPS = ('clear_entrypoint', 'clear_cmd', 'clear_env', 'clear_workdir',
          'clear_user')
-
-
-class InvalidWorkload(exception.ImageUnacceptable):
-    msg_fmt = _('Image %(image_id)s is unacceptable: %(reason)s')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,16 +44,16 @@ def _words(value, prop, image_id):
         try:
             parsed = safe_json.loads(text)
         except ValueError as e:
-            raise InvalidWorkload(image_id=image_id, reason=_(
+            raise clear_exc.InvalidWorkload(image_id=image_id, reason=_(
                 '%(p)s is not a JSON list: %(e)s') % {'p': prop, 'e': e})
         if not isinstance(parsed, list):
-            raise InvalidWorkload(image_id=image_id,
-                                  reason=_('%s must be a list') % prop)
+            raise clear_exc.InvalidWorkload(
+                image_id=image_id, reason=_('%s must be a list') % prop)
         return [str(v) for v in parsed]
     try:
         return shlex.split(text)
     except ValueError as e:
-        raise InvalidWorkload(image_id=image_id, reason=_(
+        raise clear_exc.InvalidWorkload(image_id=image_id, reason=_(
             '%(p)s cannot be parsed: %(e)s') % {'p': prop, 'e': e})
 
 
@@ -68,11 +63,11 @@ def _env_pairs(value, image_id):
         try:
             parsed = safe_json.loads(text)
         except ValueError as e:
-            raise InvalidWorkload(image_id=image_id, reason=_(
+            raise clear_exc.InvalidWorkload(image_id=image_id, reason=_(
                 'clear_env is not a JSON object: %s') % e)
         if not isinstance(parsed, dict):
-            raise InvalidWorkload(image_id=image_id,
-                                  reason=_('clear_env must be an object'))
+            raise clear_exc.InvalidWorkload(
+                image_id=image_id, reason=_('clear_env must be an object'))
         return ['%s=%s' % (k, v) for k, v in parsed.items()]
     return _words(text, 'clear_env', image_id)
 
@@ -91,7 +86,7 @@ def resolve(config, props, image_id):
         cmd = _words(props['clear_cmd'], 'clear_cmd', image_id)
     argv = list(entrypoint) + list(cmd)
     if not argv:
-        raise InvalidWorkload(image_id=image_id, reason=_(
+        raise clear_exc.InvalidWorkload(image_id=image_id, reason=_(
             'the image config has neither Entrypoint nor Cmd, and no '
             'clear_entrypoint or clear_cmd property says what to run'))
     env = {}
@@ -100,20 +95,20 @@ def resolve(config, props, image_id):
             if props.get('clear_env') else []):
         name, sep, value = pair.partition('=')
         if not sep or not name:
-            raise InvalidWorkload(image_id=image_id, reason=_(
+            raise clear_exc.InvalidWorkload(image_id=image_id, reason=_(
                 'environment entry %r is not NAME=value') % pair)
         env[name] = value
     env.setdefault('PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:'
                            '/usr/bin:/sbin:/bin')
     workdir = props.get('clear_workdir') or cfg.get('WorkingDir') or '/'
     if not workdir.startswith('/'):
-        raise InvalidWorkload(image_id=image_id, reason=_(
+        raise clear_exc.InvalidWorkload(image_id=image_id, reason=_(
             'working directory %r is not absolute') % workdir)
     user = str(props.get('clear_user') or cfg.get('User') or '0')
     items = argv + ['%s=%s' % kv for kv in env.items()] + [workdir, user]
     for item in items:
         if '\n' in item or '\0' in item:
-            raise InvalidWorkload(image_id=image_id, reason=_(
+            raise clear_exc.InvalidWorkload(image_id=image_id, reason=_(
                 'newlines and NUL are not supported in the command, '
                 'environment, working directory or user'))
     return Workload(tuple(argv), tuple('%s=%s' % kv for kv in env.items()),

@@ -10,7 +10,7 @@ from nova.compute import power_state
 from nova import objects
 from nova.virt import event as virtevent
 
-from nova_clear.images import layers
+from nova_clear import exception as clear_exc
 from tests.functional import base
 from tests.functional import hostile
 from tests.functional import images
@@ -103,9 +103,9 @@ class TestContainerImages(base.FunctionalTestCase):
                                                       b'x')])])
         image = self.glance.add(path, 'raw', container_format='docker')
         inst = self.make_instance(image)
-        err = self.assertRaises(layers.LayerRefused, drv.spawn, self.context,
-                                inst, self.glance.image_meta(image), [],
-                                None, {})
+        err = self.assertRaises(clear_exc.LayerRefused, drv.spawn,
+                                self.context, inst,
+                                self.glance.image_meta(image), [], None, {})
         self.assertIn('../../etc/evil', str(err))
         self.assertIn('path leaves the root', str(err))
         self.assert_gone(drv, inst)

@@ -13,6 +13,7 @@ import testtools
 
 from nova import exception
 
+from nova_clear import exception as clear_exc
 from nova_clear.images import layers
 from nova_clear.images import oci
 from nova_clear.images import tarstream
@@ -131,7 +132,7 @@ class TestLayers(LayerTestCase):
 class TestLayerRefusals(LayerTestCase):
 
     def refused(self, entries, member, text):
-        err = self.assertRaises(layers.LayerRefused, self.apply, entries)
+        err = self.assertRaises(clear_exc.LayerRefused, self.apply, entries)
         self.assertIn(member, str(err))
         self.assertIn(text, str(err))
 
@@ -173,13 +174,20 @@ class TestLayerRefusals(LayerTestCase):
 
     def test_truncated_tar(self):
         data = _tar([('f', 'file', {'data': b'y' * 5000})])[:3000]
-        err = self.assertRaises(layers.LayerRefused, self.applier.apply,
-                                'l0', io.BytesIO(data))
+        err = self.assertRaises(clear_exc.LayerRefused,
+                                self.applier.apply, 'l0', io.BytesIO(data))
         self.assertIn('l0', str(err))
 
-    def test_refusal_is_an_image_fault(self):
-        self.assertTrue(issubclass(layers.LayerRefused,
-                                   exception.ImageUnacceptable))
+    def test_refusals_are_image_faults(self):
+        for cls in (clear_exc.LayerRefused, clear_exc.InvalidContainerImage,
+                    clear_exc.InvalidWorkload):
+            self.assertTrue(issubclass(cls, exception.ImageUnacceptable))
+
+    def test_old_names_still_importable(self):
+        # a privsep daemon of an earlier install raises these by name
+        self.assertIs(clear_exc.LayerRefused, layers.LayerRefused)
+        self.assertIs(clear_exc.InvalidContainerImage,
+                      oci.InvalidContainerImage)
 
 
 def _write_tar(path, members):
@@ -249,8 +257,8 @@ class TestArchives(testtools.TestCase):
     def test_unknown_layer_media_type(self):
         def bad(m):
             m['layers'][0]['mediaType'] = 'application/x-evil'
-        err = self.assertRaises(oci.InvalidContainerImage, oci.open_archive,
-                                self.oci(mutate=bad), 'img')
+        err = self.assertRaises(clear_exc.InvalidContainerImage,
+                                oci.open_archive, self.oci(mutate=bad), 'img')
         self.assertIn('unknown layer media type', str(err))
 
     def test_layer_digest_mismatch(self):
@@ -261,32 +269,32 @@ class TestArchives(testtools.TestCase):
         def consume():
             for _layer, stream in oci.layer_streams(arc, path):
                 stream.read()
-        err = self.assertRaises(oci.InvalidContainerImage, consume)
+        err = self.assertRaises(clear_exc.InvalidContainerImage, consume)
         self.assertIn('digest mismatch', str(err))
         # and the unprivileged pass refuses it before anything is unpacked
-        err = self.assertRaises(oci.InvalidContainerImage, oci.verify, arc,
-                                tarstream.Limits())
+        err = self.assertRaises(clear_exc.InvalidContainerImage, oci.verify,
+                                arc, tarstream.Limits())
         self.assertIn('digest mismatch', str(err))
 
     def test_missing_config_and_not_an_archive(self):
         path = os.path.join(self.dir, 'noconfig.tar')
         _write_tar(path, [('manifest.json',
                            b'[{"Config": "c.json", "Layers": []}]')])
-        err = self.assertRaises(oci.InvalidContainerImage, oci.open_archive,
-                                path, 'img')
+        err = self.assertRaises(clear_exc.InvalidContainerImage,
+                                oci.open_archive, path, 'img')
         self.assertIn('c.json is missing', str(err))
         junk = os.path.join(self.dir, 'junk')
         with open(junk, 'wb') as f:
             f.write(os.urandom(4096))
         self.assertFalse(oci.is_container_archive(junk))
-        err = self.assertRaises(oci.InvalidContainerImage, oci.open_archive,
-                                junk, 'img')
+        err = self.assertRaises(clear_exc.InvalidContainerImage,
+                                oci.open_archive, junk, 'img')
         self.assertIn('malformed tar', str(err))
 
     def test_wrong_architecture(self):
         self.config['architecture'] = 'arm64'
-        err = self.assertRaises(oci.InvalidContainerImage, oci.open_archive,
-                                self.oci(), 'img')
+        err = self.assertRaises(clear_exc.InvalidContainerImage,
+                                oci.open_archive, self.oci(), 'img')
         self.assertIn('arm64', str(err))
 
 
@@ -330,6 +338,6 @@ class TestWorkload(testtools.TestCase):
                                + '}'}, 'nested deeper than 64'),
                 ({'config': {'Cmd': ['x'], 'Env': ['NOEQ']}}, {},
                  'not NAME=value')):
-            err = self.assertRaises(workload.InvalidWorkload,
+            err = self.assertRaises(clear_exc.InvalidWorkload,
                                     workload.resolve, config, props, 'img')
             self.assertIn(text, str(err))

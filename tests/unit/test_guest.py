@@ -1,4 +1,5 @@
-"""Guest assets: the cpio writer, the builder's pure parts, the store."""
+"""Guest assets: the cpio writer, the builders' shared and pure parts, the
+store."""
 
 import hashlib
 import json
@@ -9,11 +10,16 @@ from unittest import mock
 
 import fixtures
 import testtools
+import zstandard
 
+from nova_clear.buildtools import cpio
+from nova_clear.buildtools import debian
+from nova_clear.buildtools.errors import BuildError
 from nova_clear import exception as clear_exc
 from nova_clear.guest import assets
 from nova_clear.guest import build
-from nova_clear.guest import cpio
+from nova_clear.guest import kernel
+from nova_clear.hostos import initramfs
 
 
 def parse_newc(data):
@@ -66,29 +72,29 @@ class TestBuildHelpers(testtools.TestCase):
     def test_module_depends(self):
         data = b'junk\0license=GPL\0depends=virtio,virtio_ring\0name=x\0'
         self.assertEqual(['virtio', 'virtio_ring'],
-                         build.module_depends(data))
-        self.assertEqual([], build.module_depends(b'\0depends=\0'))
-        self.assertEqual([], build.module_depends(b'nothing here'))
+                         debian.module_depends(data))
+        self.assertEqual([], debian.module_depends(b'\0depends=\0'))
+        self.assertEqual([], debian.module_depends(b'nothing here'))
 
     def test_module_name(self):
-        self.assertEqual('virtio_blk', build.module_name('/x/virtio_blk.ko'))
+        self.assertEqual('virtio_blk', debian.module_name('/x/virtio_blk.ko'))
         self.assertEqual('crc32_pclmul',
-                         build.module_name('crc32-pclmul.ko.xz'))
+                         debian.module_name('crc32-pclmul.ko.xz'))
 
     def test_order_dependencies_first(self):
         deps = {'virtio_blk': ['virtio', 'virtio_ring'],
                 'virtio': [], 'virtio_ring': ['virtio'], 'overlay': []}
-        order = build.order_modules(['virtio_blk', 'overlay', 'ext4'],
-                                    dict.fromkeys(deps, 'path'), {'ext4'},
-                                    deps.__getitem__)
+        order = debian.order_modules(['virtio_blk', 'overlay', 'ext4'],
+                                     dict.fromkeys(deps, 'path'), {'ext4'},
+                                     deps.__getitem__)
         self.assertEqual(['virtio', 'virtio_ring', 'virtio_blk', 'overlay'],
                          order)
 
     def test_order_errors(self):
-        self.assertRaises(build.BuildError, build.order_modules, ['nope'],
+        self.assertRaises(BuildError, debian.order_modules, ['nope'],
                           {}, set(), lambda n: [])
         cyc = {'a': ['b'], 'b': ['a']}
-        self.assertRaises(build.BuildError, build.order_modules, ['a'],
+        self.assertRaises(BuildError, debian.order_modules, ['a'],
                           dict.fromkeys(cyc, 'p'), set(), cyc.__getitem__)
 
     def test_initramfs_layout(self):
@@ -104,6 +110,79 @@ class TestBuildHelpers(testtools.TestCase):
 
     def test_init_script_is_packaged(self):
         self.assertTrue(build.init_script().startswith(b'#!/bin/busybox sh'))
+
+
+class TestKernelPackage(testtools.TestCase):
+    """nova_clear.buildtools.debian on a fake unpacked kernel package."""
+
+    def setUp(self):
+        super().setUp()
+        self.work = self.useFixture(fixtures.TempDir()).path
+        self.tree = os.path.join(self.work, 'tree')
+        self.moddir = os.path.join(self.tree, 'lib', 'modules', '6.1-t')
+        self.boot = os.path.join(self.tree, 'boot')
+        for d in (os.path.join(self.moddir, 'kernel', 'drivers'), self.boot):
+            os.makedirs(d)
+
+    def _module(self, name, depends=''):
+        path = os.path.join(self.moddir, 'kernel', 'drivers', name + '.ko')
+        with open(path, 'wb') as f:
+            f.write(b'ELF\0name=%s\0depends=%s\0' % (name.encode(),
+                                                     depends.encode()))
+
+    def test_load_modules_in_order_each_read_once(self):
+        self._module('virtio')
+        self._module('virtio_ring', 'virtio')
+        self._module('virtio_blk', 'virtio,virtio_ring')
+        with open(os.path.join(self.moddir, 'modules.builtin'), 'w') as f:
+            f.write('kernel/fs/ext4/ext4.ko\n')
+        with mock.patch.object(debian, 'read_module',
+                               wraps=debian.read_module) as spy:
+            modules = debian.load_modules(self.moddir,
+                                          ('virtio_blk', 'ext4', 'virtio'))
+        self.assertEqual(['virtio', 'virtio_ring', 'virtio_blk'],
+                         [n for n, _data in modules])
+        self.assertIn(b'depends=virtio,virtio_ring', modules[2][1])
+        self.assertEqual(3, spy.call_count)
+
+    def test_unpack_kernel(self):
+        with open(os.path.join(self.boot, 'vmlinuz-6.1-t'), 'wb') as f:
+            f.write(b'kernel')
+        with mock.patch.object(debian, 'run') as run:
+            kern = debian.unpack_kernel('k.deb', self.work)
+        run.assert_called_once_with(['dpkg-deb', '-x', 'k.deb', self.tree])
+        self.assertEqual(debian.Kernel(
+            '6.1-t', os.path.join(self.boot, 'vmlinuz-6.1-t'), self.boot,
+            self.moddir), kern)
+        with open(os.path.join(self.boot, 'vmlinuz-6.2-t'), 'wb') as f:
+            f.write(b'another')
+        with mock.patch.object(debian, 'run'):
+            err = self.assertRaises(BuildError, debian.unpack_kernel,
+                                    'k.deb', self.work)
+        self.assertIn('k.deb holds no single kernel', str(err))
+
+    def test_failed_command_is_a_build_error(self):
+        err = self.assertRaises(BuildError, debian.run,
+                                ['sh', '-c', 'echo nope >&2; exit 3'])
+        self.assertEqual('sh -c echo nope >&2; exit 3 failed (3): nope',
+                         str(err))
+
+    def test_fetch_kernel_deb_given(self):
+        with mock.patch.object(debian, 'run') as run:
+            self.assertEqual('k.deb', debian.fetch_kernel_deb(
+                self.work, deb='k.deb'))
+        run.assert_not_called()
+
+    def test_host_boot_initramfs_layout(self):
+        data = zstandard.ZstdDecompressor().decompressobj().decompress(
+            initramfs.initramfs_bytes(b'BB', [('virtio', b'ko1')]))
+        by_name = {e[0]: e for e in parse_newc(data)}
+        self.assertEqual(initramfs.script('boot-init.sh'),
+                         by_name['init'][2])
+        self.assertEqual(b'BB', by_name['bin/busybox'][2])
+        self.assertEqual(b'ko1', by_name['lib/modules/virtio.ko'][2])
+        self.assertEqual(b'virtio.ko\n',
+                         by_name['lib/modules/load-order'][2])
 
 
 class TestAssetStore(testtools.TestCase):
@@ -180,7 +259,7 @@ class TestBuildMain(testtools.TestCase):
     def test_error_is_reported_not_raised(self):
         with tempfile.TemporaryDirectory() as d:
             with mock.patch.object(build, 'build',
-                                   side_effect=build.BuildError('boom')):
+                                   side_effect=BuildError('boom')):
                 self.assertEqual(1, build.main(['--dest', d]))
 
 
@@ -216,7 +295,6 @@ class TestKernelChoice(testtools.TestCase):
 class TestKernelConfig(testtools.TestCase):
 
     def test_fragment_and_what_olddefconfig_dropped(self):
-        from nova_clear.guest import kernel
         wanted = kernel.fragment_options(
             'CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=64\nnoise\n')
         self.assertEqual({'CONFIG_A': 'y', 'CONFIG_B': 'n',
@@ -228,8 +306,13 @@ class TestKernelConfig(testtools.TestCase):
                              wanted, '# CONFIG_A is not set\nCONFIG_C=8\n'
                                      'CONFIG_B=y\n'))
 
+    def test_missing_source_is_a_build_error(self):
+        err = self.assertRaises(BuildError, kernel.find_source,
+                                os.path.join(self.useFixture(
+                                    fixtures.TempDir()).path, 'none-*.xz'))
+        self.assertIn('install linux-source', str(err))
+
     def test_shipped_fragment_has_what_the_driver_needs(self):
-        from nova_clear.guest import kernel
         with open(kernel.FRAGMENT) as f:
             opts = kernel.fragment_options(f.read())
         for need in ('CONFIG_VIRTIO_MMIO', 'CONFIG_VIRTIO_BLK',

@@ -9,6 +9,7 @@ import tarfile
 import fixtures
 import testtools
 
+from nova_clear import exception as clear_exc
 from nova_clear.images import layers
 from nova_clear.images import tarstream
 from tests.unit import test_container
@@ -79,14 +80,14 @@ class TestPathAttacks(HostileTestCase):
 
     def test_whiteout_through_replaced_parent(self):
         err = self.assertRaises(
-            layers.LayerRefused, self.apply,
+            clear_exc.LayerRefused, self.apply,
             [('a', 'sym', {'to': self.decoy}), ('a/.wh.keep', 'file', {})])
         self.assertIn('a/.wh.keep', str(err))
         self.assertHostUntouched()
 
     def test_malformed_whiteout_names(self):
         for name in ('.wh.', '.wh..', '.wh...', 'sub/.wh..', 'sub/.wh...'):
-            err = self.assertRaises(layers.LayerRefused, self.apply,
+            err = self.assertRaises(clear_exc.LayerRefused, self.apply,
                                     [('sub/x', 'file', {}),
                                      (name, 'file', {})])
             self.assertIn('malformed whiteout name', str(err))
@@ -97,7 +98,7 @@ class TestPathAttacks(HostileTestCase):
 
     def test_hard_link_through_symlink(self):
         err = self.assertRaises(
-            layers.LayerRefused, self.apply,
+            clear_exc.LayerRefused, self.apply,
             [('a', 'sym', {'to': self.decoy}),
              ('h', 'link', {'to': 'a/keep/deeper/f'})])
         self.assertIn('member h', str(err))
@@ -110,7 +111,7 @@ class TestBounds(HostileTestCase):
         self.applier.limits = tarstream.Limits(layer_entries=10,
                                                image_entries=15)
         err = self.assertRaises(
-            layers.LayerRefused, self.apply,
+            clear_exc.LayerRefused, self.apply,
             [('f%d' % i, 'file', {}) for i in range(11)])
         self.assertIn('more than 10 entries in one layer', str(err))
         self.assertIn('member f10', str(err))
@@ -120,13 +121,13 @@ class TestBounds(HostileTestCase):
         applier.apply('l0', io.BytesIO(test_container._tar(
             [('g%d' % i, 'file', {}) for i in range(10)])))
         err = self.assertRaises(
-            layers.LayerRefused, applier.apply, 'l1', io.BytesIO(
+            clear_exc.LayerRefused, applier.apply, 'l1', io.BytesIO(
                 test_container._tar([('h%d' % i, 'file', {})
                                      for i in range(10)])))
         self.assertIn('more than 15 entries in the image', str(err))
 
     def test_path_depth(self):
-        err = self.assertRaises(layers.LayerRefused, self.apply,
+        err = self.assertRaises(clear_exc.LayerRefused, self.apply,
                                 [('a/' * 300 + 'f', 'file', {})])
         self.assertIn('deeper than 256', str(err))
         self.assertEqual([], os.listdir(self.root))
@@ -138,7 +139,7 @@ class TestBounds(HostileTestCase):
             info = tarfile.TarInfo('big')
             info.pax_headers = {'comment': 'x' * (2 * 1024 * 1024)}
             t.addfile(info, io.BytesIO(b''))
-        err = self.assertRaises(layers.LayerRefused, self.applier.apply,
+        err = self.assertRaises(clear_exc.LayerRefused, self.applier.apply,
                                 'l0', io.BytesIO(buf.getvalue()))
         self.assertIn('extended header of', str(err))
 
@@ -151,7 +152,7 @@ class TestBounds(HostileTestCase):
             t.addfile(info, io.BytesIO(b''))
         pax_header = one.getvalue()[:1024]     # header block + its data
         data = pax_header * 20 + one.getvalue()
-        err = self.assertRaises(layers.LayerRefused, self.applier.apply,
+        err = self.assertRaises(clear_exc.LayerRefused, self.applier.apply,
                                 'l0', io.BytesIO(data))
         self.assertIn('more than 8 extended headers', str(err))
 
