@@ -139,35 +139,36 @@ function nova_clear_uses_macvtap {
     [[ ${NEUTRON_AGENT:-${Q_AGENT:-}} == macvtap ]]
 }
 
-# The veth pair standing in for the provider network's wire:
-# $NOVA_CLEAR_MACVTAP_INTERFACE in the root namespace (up, no address),
-# its peer with the gateway address in $NOVA_CLEAR_PROVIDER_NETNS.
-function nova_clear_provider_veth {
-    local dev=$NOVA_CLEAR_MACVTAP_INTERFACE ns=$NOVA_CLEAR_PROVIDER_NETNS
-    local peer=$NOVA_CLEAR_PROVIDER_PEER
-    if ip link show "$dev" >/dev/null 2>&1; then
-        return 0
-    fi
-    if ! sudo ip netns list | grep -qw "^$ns"; then
-        sudo ip netns add "$ns"
-    fi
-    sudo ip link add "$dev" type veth peer name "$peer" netns "$ns"
-    sudo ip link set dev "$dev" addrgenmode none
-    sudo ip link set dev "$dev" up
-    sudo ip -n "$ns" link set dev lo up
-    sudo ip -n "$ns" addr add \
-        "$NOVA_CLEAR_NETWORK_GATEWAY/${NOVA_CLEAR_NETWORK_CIDR#*/}" dev "$peer"
+# The veth pair standing in for the provider network's wire, made by
+# nova-clear-provider-net (nova_clear/deploy/provider_net.py, as
+# tools/allinone makes it): $NOVA_CLEAR_MACVTAP_INTERFACE in the root
+# namespace (up, no address), its peer with the gateway addresses in
+# $NOVA_CLEAR_PROVIDER_NETNS; reused when it has that shape.
+function nova_clear_provider_net {
+    local action=$1
+    shift
+    local args=(--device "$NOVA_CLEAR_MACVTAP_INTERFACE"
+        --peer "$NOVA_CLEAR_PROVIDER_PEER" --netns "$NOVA_CLEAR_PROVIDER_NETNS"
+        --physnet "$NOVA_CLEAR_PHYSICAL_NETWORK"
+        --cidr "$NOVA_CLEAR_NETWORK_CIDR" --gateway "$NOVA_CLEAR_NETWORK_GATEWAY")
     if [[ -n $NOVA_CLEAR_SUBNET6 ]]; then
-        sudo ip -n "$ns" addr add \
-            "$NOVA_CLEAR_NETWORK6_GATEWAY/${NOVA_CLEAR_NETWORK6_CIDR#*/}" \
-            dev "$peer" nodad
+        args+=(--cidr6 "$NOVA_CLEAR_NETWORK6_CIDR"
+            --gateway6 "$NOVA_CLEAR_NETWORK6_GATEWAY")
+    else
+        args+=(--no-ipv6)
     fi
-    sudo ip -n "$ns" link set dev "$peer" up
+    sudo "$(nova_clear_bin nova-clear-provider-net)" "$action" "${args[@]}" "$@"
 }
 
+function nova_clear_provider_veth {
+    nova_clear_provider_net up
+}
+
+# left in place while guests' macvtap devices still sit on it; unstack
+# goes on when it fails
 function nova_clear_remove_provider_veth {
-    sudo ip link del "$NOVA_CLEAR_MACVTAP_INTERFACE" 2>/dev/null || true
-    sudo ip netns del "$NOVA_CLEAR_PROVIDER_NETNS" 2>/dev/null || true
+    nova_clear_provider_net down ||
+        echo "nova-clear: could not remove $NOVA_CLEAR_MACVTAP_INTERFACE" >&2
 }
 
 # The macvtap agent's settings, in the file devstack starts it with

@@ -1,8 +1,12 @@
-"""A provider network on this machine, for tests: a veth pair whose root
-end is the macvtap lower device and whose peer lives in a network namespace
-with the network's gateway address (it stands in for the router and for a
-client).  Only addresses inside that namespace and the guests are used.
-:class:`OvsNetwork` puts the same on an Open vSwitch bridge."""
+"""A provider network on this machine, for tests: the product's own
+(:mod:`nova_clear.deploy.provider_net`, as the all-in-one and devstack
+make it) under random per-test names and a network of the tests: a veth
+pair whose root end is the macvtap lower device and whose peer lives in a
+network namespace with the network's gateway addresses (it stands in for
+the router and for a client).  Only addresses inside that namespace and the
+guests are used.  :class:`OvsNetwork` adds the root end to an Open vSwitch
+bridge of the tests' own ovs-vswitchd instead (nothing the product
+deploys: Neutron's OVS agent owns such bridges)."""
 
 import os
 import subprocess
@@ -12,6 +16,7 @@ import uuid
 
 import fixtures
 
+from nova_clear.deploy import provider_net
 from tests.functional import services
 
 
@@ -21,38 +26,35 @@ def _ip(*args, check=True):
 
 
 class ProviderNetwork(fixtures.Fixture):
+    """:mod:`nova_clear.deploy.provider_net`'s pair and namespace, with
+    names of this test's own and the network ``prefix``.0/24 (and
+    ``prefix6``/64)."""
 
     def __init__(self, prefix='10.79.0', prefix6='fd00:79::'):
         super().__init__()
         self.prefix = prefix
-        self.gateway = '%s.1' % prefix
         self.prefix6 = prefix6
-        self.gateway6 = '%s1' % prefix6
 
     def _setUp(self):
         tag = uuid.uuid4().hex[:8]
-        self.lower = 'ncp%s' % tag          # root namespace, no address
-        peer = 'ncq%s' % tag
-        self.netns = 'nova-clear-ft-%s' % tag
-        _ip('netns', 'add', self.netns)
-        self.addCleanup(_ip, 'netns', 'del', self.netns, check=False)
-        _ip('link', 'add', self.lower, 'type', 'veth', 'peer', 'name', peer)
-        # deleting the root end deletes the peer and any macvtap on it
-        self.addCleanup(_ip, 'link', 'del', self.lower, check=False)
-        _ip('link', 'set', peer, 'netns', self.netns)
-        _ip('link', 'set', self.lower, 'up')
-        _ip('-n', self.netns, 'addr', 'add', '%s/24' % self.gateway,
-            'dev', peer)
-        _ip('-n', self.netns, 'addr', 'add', '%s/64' % self.gateway6,
-            'dev', peer, 'nodad')
-        _ip('-n', self.netns, 'link', 'set', peer, 'up')
-        _ip('-n', self.netns, 'link', 'set', 'lo', 'up')
+        self.plan = provider_net.plan(
+            device='ncp%s' % tag, peer='ncq%s' % tag,
+            netns='nova-clear-ft-%s' % tag, cidr='%s.0/24' % self.prefix,
+            cidr6='%s/64' % self.prefix6)
+        self.lower = self.plan.device       # root namespace, no address
+        self.netns = self.plan.netns
+        self.gateway = self.plan.gateway
+        self.gateway6 = self.plan.gateway6
+        # first: a half-made network goes too; deleting the root end
+        # deletes the peer and any macvtap on it
+        self.addCleanup(provider_net.remove, self.plan, force=True)
+        provider_net.ensure(self.plan)
 
     def address(self, n):
-        return '%s.%d' % (self.prefix, n)
+        return self.plan.address(n)
 
     def address6(self, n):
-        return '%s%x' % (self.prefix6, n)
+        return self.plan.address6(n)
 
     def run(self, *cmd, timeout=30):
         """Run ``cmd`` inside the namespace."""

@@ -1,10 +1,13 @@
 """The devstack plugin's guest networking (Q_AGENT=macvtap)."""
 
 import os
+import shlex
 import subprocess
 import tempfile
 
 import testtools
+
+from nova_clear.deploy import provider_net
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -29,6 +32,22 @@ NOVA_CONF=/dev/null
 source %(devstack)s/override-defaults
 source %(devstack)s/settings
 '''
+
+
+def provider_net_call(out, action):
+    """The arguments of the one stubbed ``sudo .../nova-clear-provider-net
+    ACTION ...`` in ``out``."""
+    calls = [shlex.split(line)[1:] for line in out.splitlines()
+             if line.startswith('sudo ') and
+             'nova-clear-provider-net' in line]
+    assert len(calls) == 1, out
+    assert calls[0][0].endswith('/nova-clear-provider-net'), calls
+    assert calls[0][1] == action, calls
+    return calls[0][1:]
+
+
+def parse(argv):
+    return provider_net._parser().parse_args(argv)
 
 
 def run(script):
@@ -57,12 +76,12 @@ class TestDevstackMacvtap(testtools.TestCase):
                       out)
         self.assertIn('AGENT_BINARY=/opt/stack/data/venv/bin/python3 '
                       '/opt/stack/nova-clear/tools/macvtap_agent.py', out)
-        # the veth pair and the provider namespace
-        self.assertIn('sudo ip netns add nova-clear-provider', out)
-        self.assertIn('sudo ip link add clearphys0 type veth peer name '
-                      'clearpeer0 netns nova-clear-provider', out)
-        self.assertIn('sudo ip -n nova-clear-provider addr add '
-                      '10.77.0.1/24 dev clearpeer0', out)
+        # the veth pair and the provider namespace: nova-clear's console
+        # script, with the settings' defaults (the module's own)
+        argv = provider_net_call(out, 'up')
+        self.assertEqual(provider_net.plan(),
+                         provider_net.plan_from_args(parse(argv)))
+        self.assertNotIn('sudo ip ', out)
 
     def test_post_config_with_a_real_nic(self):
         proc = run('Q_AGENT=macvtap\nNOVA_CLEAR_PROVIDER_VETH=False\n'
@@ -72,6 +91,7 @@ class TestDevstackMacvtap(testtools.TestCase):
         self.assertIn('physical_interface_mappings clearnet:eth1',
                       proc.stdout)
         self.assertNotIn('sudo ip', proc.stdout)
+        self.assertNotIn('provider-net', proc.stdout)
 
     def test_post_config_without_macvtap(self):
         proc = run('Q_AGENT=ovn\n'
@@ -79,6 +99,46 @@ class TestDevstackMacvtap(testtools.TestCase):
         self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
         self.assertNotIn('macvtap', proc.stdout)
         self.assertNotIn('sudo ip', proc.stdout)
+        self.assertNotIn('provider-net', proc.stdout)
+
+    def test_settings_other_than_the_defaults(self):
+        proc = run('Q_AGENT=macvtap\nNOVA_CLEAR_MACVTAP_INTERFACE=physx\n'
+                   'NOVA_CLEAR_PROVIDER_NETNS=provx\n'
+                   'NOVA_CLEAR_NETWORK_CIDR=10.9.8.0/24\n'
+                   'NOVA_CLEAR_NETWORK_GATEWAY=10.9.8.254\n'
+                   'NOVA_CLEAR_SUBNET6=\n'
+                   'source %s/plugin.sh stack post-config\n' % DEVSTACK)
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        p = provider_net.plan_from_args(parse(
+            provider_net_call(proc.stdout, 'up')))
+        self.assertEqual(provider_net.plan(
+            device='physx', netns='provx', cidr='10.9.8.0/24',
+            gateway='10.9.8.254', cidr6=None), p)
+
+    def test_unstack_removes_the_pair(self):
+        proc = run('Q_AGENT=macvtap\nvirsh() { :; }\n'
+                   'source %s/plugin.sh unstack\n' % DEVSTACK)
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        argv = provider_net_call(proc.stdout, 'down')
+        args = parse(argv)
+        self.assertFalse(args.force)
+        self.assertEqual(provider_net.plan(),
+                         provider_net.plan_from_args(args))
+
+    def test_settings_defaults_are_the_modules(self):
+        proc = run('echo "$NOVA_CLEAR_PHYSICAL_NETWORK '
+                   '$NOVA_CLEAR_MACVTAP_INTERFACE $NOVA_CLEAR_PROVIDER_PEER '
+                   '$NOVA_CLEAR_PROVIDER_NETNS $NOVA_CLEAR_NETWORK '
+                   '$NOVA_CLEAR_SUBNET $NOVA_CLEAR_SUBNET6 '
+                   '$NOVA_CLEAR_NETWORK_CIDR $NOVA_CLEAR_NETWORK_GATEWAY '
+                   '$NOVA_CLEAR_NETWORK_POOL $NOVA_CLEAR_NETWORK6_CIDR '
+                   '$NOVA_CLEAR_NETWORK6_GATEWAY"\n')
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        p = provider_net.plan()
+        self.assertEqual(
+            [p.physnet, p.device, p.peer, p.netns, p.network, p.subnet,
+             p.subnet6, p.cidr, p.gateway, 'start=%s,end=%s' % p.pool,
+             p.cidr6, p.gateway6], proc.stdout.split())
 
     def test_provider_network(self):
         proc = run('Q_AGENT=macvtap\n'
