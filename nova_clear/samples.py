@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 
+from nova_clear.buildtools import debian
 from nova_clear.guest import build
 from nova_clear.guest import kernel
 
@@ -87,7 +88,7 @@ def guest_assets(dest=None, cache=None):
     minimal = bool(glob.glob(kernel.SOURCE_GLOB))
     # Rebuilt whenever the agent, the builder or the kernel config changed.
     digest = hashlib.sha256(build.init_script())
-    for path in (build.__file__, kernel.FRAGMENT):
+    for path in (build.__file__, debian.__file__, kernel.FRAGMENT):
         with open(path, 'rb') as f:
             digest.update(f.read())
     stamp = '%s minimal=%s' % (digest.hexdigest(), minimal)
@@ -108,7 +109,7 @@ def guest_assets(dest=None, cache=None):
 def _rootfs(path):
     for d in ('bin', 'sbin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'root'):
         os.makedirs(os.path.join(path, d), exist_ok=True)
-    shutil.copy(build.BUSYBOX, os.path.join(path, 'bin', 'busybox'))
+    shutil.copy(debian.BUSYBOX, os.path.join(path, 'bin', 'busybox'))
     for applet in ('sh', 'echo', 'mount', 'sleep', 'hostname', 'acpid',
                    'poweroff', 'sync', 'mkdir', 'cat', 'ls', 'ln', 'trap'):
         os.symlink('busybox', os.path.join(path, 'bin', applet))
@@ -197,7 +198,7 @@ def container_image(kind, cache=None):
         tree = os.path.join(work, 'tree')
         for d in ('bin', 'etc', 'data', 'tmp'):
             os.makedirs(os.path.join(tree, d))
-        shutil.copy(build.BUSYBOX, os.path.join(tree, 'bin', 'busybox'))
+        shutil.copy(debian.BUSYBOX, os.path.join(tree, 'bin', 'busybox'))
         for applet in ('sh', 'echo', 'id', 'pwd', 'cat', 'sleep', 'ls'):
             os.symlink('busybox', os.path.join(tree, 'bin', applet))
         with open(os.path.join(tree, 'etc', 'passwd'), 'w') as f:

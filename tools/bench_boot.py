@@ -38,6 +38,7 @@ import libvirt  # noqa: E402
 import nova.conf  # noqa: E402
 from nova import context as nova_context  # noqa: E402
 
+from nova_clear.buildtools import debian  # noqa: E402
 from nova_clear.deploy import localboot  # noqa: E402
 from nova_clear import domain  # noqa: E402
 from nova_clear.guest import assets as guest_assets  # noqa: E402
@@ -117,18 +118,11 @@ class Bench:
         os.makedirs(work)
         distro = guest_assets.AssetStore(self.args.assets,
                                          'distribution').load()
-        deb = build.download_deb(
-            build.resolve_kernel_package(build.DEFAULT_KERNEL_PACKAGE), work)
-        tree = os.path.join(work, 'tree')
-        subprocess.run(['dpkg-deb', '-x', deb, tree], check=True)
-        moddir = os.path.join(tree, 'lib/modules', distro.kernel_release)
-        index = build.index_modules(moddir)
-        order = build.order_modules(
-            FULLVM_MODULES, index, build.builtin_modules(moddir),
-            lambda n: build.module_depends(build.read_module(index[n])))
-        with open(build.BUSYBOX, 'rb') as f:
+        deb = debian.fetch_kernel_deb(work, log=lambda _m: None)
+        moddir = debian.unpack_kernel(deb, work).moddir
+        with open(debian.BUSYBOX, 'rb') as f:
             initrd = build.pack_initramfs(
-                f.read(), [(n, build.read_module(index[n])) for n in order])
+                f.read(), debian.load_modules(moddir, FULLVM_MODULES))
         fs = os.path.join(work, 'fs.raw')
         shutil.copy(samples.disk_image('fs'), fs)
         subprocess.run(['resize2fs', '-f', fs, '96M'], check=True,

@@ -32,8 +32,6 @@ from nova_clear.buildtools.errors import BuildError
 from nova_clear.guest import assets
 from nova_clear.guest import kernel
 
-DEFAULT_KERNEL_PACKAGE = debian.DEFAULT_KERNEL_PACKAGE
-BUSYBOX = debian.BUSYBOX
 MINIMAL_SUBDIR = assets.MINIMAL_SUBDIR
 DEFAULT_KERNEL_CACHE = '/var/cache/nova-clear/kernel'
 # What the agent and the domain need from the kernel when they are not
@@ -42,16 +40,6 @@ DEFAULT_KERNEL_CACHE = '/var/cache/nova-clear/kernel'
 WANTED_MODULES = ('virtio_mmio', 'virtio_blk', 'virtio_console',
                   'virtio_net', 'virtio_rng', 'overlay', 'virtiofs',
                   'button', 'evdev', 'isofs')
-
-# The old names of the helpers now in nova_clear.buildtools.debian, for
-# tools/bench_boot.py until it imports them from there.
-resolve_kernel_package = debian.resolve_kernel_package
-download_deb = debian.download_deb
-read_module = debian.read_module
-module_depends = debian.module_depends
-index_modules = debian.index_modules
-builtin_modules = debian.builtin_modules
-order_modules = debian.order_modules
 
 
 def initramfs_entries(init_script, busybox_data, modules):
@@ -76,8 +64,8 @@ def init_script():
         return f.read()
 
 
-def build(dest, kernel_package=DEFAULT_KERNEL_PACKAGE, kernel_deb=None,
-          busybox=BUSYBOX, log=print, minimal=False,
+def build(dest, kernel_package=debian.DEFAULT_KERNEL_PACKAGE, kernel_deb=None,
+          busybox=debian.BUSYBOX, log=print, minimal=False,
           kernel_cache=DEFAULT_KERNEL_CACHE):
     os.makedirs(dest, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix='nova-clear-build-') as work:
@@ -150,12 +138,13 @@ def main(argv=None):
         description='Build the Clear Container kernel and agent initramfs.')
     parser.add_argument('--dest', default='/var/lib/nova-clear/guest',
                         help='assets directory ([clear]assets_path)')
-    parser.add_argument('--kernel-package', default=DEFAULT_KERNEL_PACKAGE,
+    parser.add_argument('--kernel-package',
+                        default=debian.DEFAULT_KERNEL_PACKAGE,
                         help='Debian kernel package to take the kernel '
                              'and modules from')
     parser.add_argument('--kernel-deb',
                         help='use this already downloaded kernel .deb')
-    parser.add_argument('--busybox', default=BUSYBOX,
+    parser.add_argument('--busybox', default=debian.BUSYBOX,
                         help='static busybox binary (busybox-static)')
     parser.add_argument('--minimal-kernel', action='store_true',
                         help='also build the minimal kernel from Debian\'s '

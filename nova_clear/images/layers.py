@@ -28,10 +28,6 @@ from nova_clear.images import tarstream
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-# the old name: a privsep daemon of an earlier install raises it by name
-LayerRefused = clear_exc.LayerRefused
-
-
 class _NotADirectory(Exception):
     def __init__(self, prefix):
         super().__init__(prefix)

@@ -43,10 +43,6 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 64
 
 
-# the old name: a privsep daemon of an earlier install raises it by name
-InvalidContainerImage = clear_exc.InvalidContainerImage
-
-
 @dataclasses.dataclass
 class Layer:
     name: str            # member of the archive

@@ -13,7 +13,7 @@ from unittest import mock
 import fixtures
 import testtools
 
-from nova_clear.guest import build
+from nova_clear.buildtools import debian
 from nova_clear import samples
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -58,7 +58,7 @@ class TestDiskImages(testtools.TestCase):
     def setUp(self):
         super().setUp()
         if not (shutil.which('mkfs.ext4') and
-                os.path.exists(build.BUSYBOX)):
+                os.path.exists(debian.BUSYBOX)):
             self.skipTest('needs e2fsprogs and busybox-static')
         self.cache = self.useFixture(fixtures.TempDir()).path
 
