@@ -1,7 +1,8 @@
 """ClearDriver: Nova's compute driver contract, translated into calls to the
-libvirt wrapper (:mod:`nova_clear.host`), the image cache
-(:mod:`nova_clear.images.disk`) and the pure XML builder
-(:mod:`nova_clear.domain`).  No XML and no subprocess live here.
+libvirt wrappers (:mod:`nova_clear.host`, :mod:`nova_clear.libvirt_guest`),
+the image cache (:mod:`nova_clear.images.disk`) and the pure XML builder
+(:mod:`nova_clear.domain`).  No XML, no subprocess and no libvirt call live
+here.
 
 Nova loads it as ``compute_driver = clear.ClearDriver`` through the
 ``nova.virt.clear`` shim.
@@ -19,9 +20,7 @@ from oslo_utils import units
 from oslo_utils import uuidutils
 import os_resource_classes as orc  # noqa: H306
 
-import libvirt
 from nova.api.metadata import base as instance_metadata
-from nova.compute import power_state
 import nova.conf
 from nova import exception
 from nova.image import glance
@@ -183,12 +182,11 @@ class ClearDriver(driver.ComputeDriver):
         free = st.f_bavail * st.f_frsize // units.Gi
         return total, free
 
-    def _domains(self):
-        return self.host.list_domains(CONF.host)
+    def _guests(self):
+        return self.host.list_guests(CONF.host)
 
     def _running_count(self):
-        return sum(1 for d in self._domains()
-                   if self.host.active_info(d) is not None)
+        return sum(1 for g in self._guests() if g.active_info() is not None)
 
     def _host_cpu_info(self):
         arch, memory_mb, cpus = self.host.node_info()[:3]
@@ -198,12 +196,12 @@ class ClearDriver(driver.ComputeDriver):
         arch, memory_mb, cpus = self._host_cpu_info()
         total_gb, free_gb = self._disk_gb()
         vcpus_used = mem_used = 0
-        for dom in self._domains():
-            info = self.host.active_info(dom)
+        for guest in self._guests():
+            info = guest.active_info()
             if info is not None:
-                _state, max_mem, _mem, ncpu, _t = info
-                vcpus_used += ncpu
-                mem_used += max_mem // 1024 + CONF['clear'].memory_overhead_mb
+                vcpus_used += info.vcpus
+                mem_used += (info.max_mem_kib // 1024 +
+                             CONF['clear'].memory_overhead_mb)
         libvirt_ver, qemu_ver = self.host.version()
         return {
             'vcpus': cpus,
@@ -269,27 +267,17 @@ class ClearDriver(driver.ComputeDriver):
 
     # -- instances ----------------------------------------------------------
     def list_instances(self):
-        return [d.name() for d in self._domains()]
+        return [g.name for g in self._guests()]
 
     def list_instance_uuids(self):
-        return [d.UUIDString() for d in self._domains()]
+        return [g.uuid for g in self._guests()]
 
     def instance_exists(self, instance):
         return self.host.find(instance.uuid) is not None
 
     def get_info(self, instance, use_cache=True):
-        dom = self.host.lookup(instance.uuid)
-        try:
-            state, _reason = dom.state()
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise exception.InstanceNotFound(instance_id=instance.uuid)
-            raise
-        if (state == libvirt.VIR_DOMAIN_SHUTOFF and
-                dom.hasManagedSaveImage(0)):
-            return hardware.InstanceInfo(state=power_state.SUSPENDED)
-        return hardware.InstanceInfo(
-            state=clear_host.power_state_of(state))
+        guest = self.host.lookup(instance.uuid)
+        return hardware.InstanceInfo(state=guest.get_power_state())
 
     def get_host_ip_addr(self):
         return CONF.my_ip
@@ -347,15 +335,7 @@ class ClearDriver(driver.ComputeDriver):
         files.write_domain_xml(xml)
         return self.host.define(xml)
 
-    def _start(self, instance, dom, files, paused=False):
-        try:
-            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED if paused
-                                else 0)
-        except libvirt.libvirtError as e:
-            raise clear_exc.ClearContainerStartFailed(
-                name=instance.name, reason=e.get_error_message())
-
-    def _start_plugged(self, instance, dom, files, network_info):
+    def _start_plugged(self, instance, guest, network_info):
         """Start the guest once Neutron reports its ports up.
 
         As nova's libvirt driver does: os-vif plugs the ports it has a
@@ -369,7 +349,7 @@ class ClearDriver(driver.ComputeDriver):
         events = clear_vif.plug_events(network_info) if timeout else []
         if not events:
             vif_plug.plug(instance, network_info)
-            self._start(instance, dom, files)
+            guest.launch()
             return
 
         def failed(event_name, instance):
@@ -387,7 +367,7 @@ class ClearDriver(driver.ComputeDriver):
                 # os-vif creates OVS ports here: the agent may report them
                 # up at once, so inside the wait.
                 vif_plug.plug(instance, network_info)
-                self._start(instance, dom, files, paused=True)
+                guest.launch(pause=True)
         except exception.InstanceEventTimeout:
             if CONF.vif_plugging_is_fatal:
                 raise clear_exc.VifPlugTimeout(
@@ -398,7 +378,7 @@ class ClearDriver(driver.ComputeDriver):
                         timeout, instance=instance)
         LOG.debug('Ports reported up after %.2fs', time.monotonic() - t0,
                   instance=instance)
-        dom.resume()
+        guest.resume()
 
     def _ensure_disk(self, context, instance, image_meta, files):
         """The instance's disks: an overlay on a cached disk image, or a
@@ -510,23 +490,23 @@ class ClearDriver(driver.ComputeDriver):
             self.assets.load()
             created = not files.exists()
             files.create()
-            dom = None
+            guest = None
             try:
                 self._ensure_disk(context, instance, image_meta, files)
                 self._ensure_config_drive(context, instance, injected_files,
                                           admin_password, network_info,
                                           files)
-                dom = self._define(instance, image_meta, files,
-                                   network_info, interfaces)
+                guest = self._define(instance, image_meta, files,
+                                     network_info, interfaces)
                 if power_on:
-                    self._start_plugged(instance, dom, files, network_info)
+                    self._start_plugged(instance, guest, network_info)
                 else:
                     vif_plug.plug(instance, network_info)
             except Exception:
                 with excutils.save_and_reraise_exception():
                     LOG.error('Spawning Clear Container failed; cleaning up',
                               instance=instance)
-                    self._remove_domain(instance, dom)
+                    self._remove_domain(instance, guest)
                     vif_plug.unplug(instance, network_info)
                     if created:
                         files.remove()
@@ -534,22 +514,22 @@ class ClearDriver(driver.ComputeDriver):
                  ' and started' if power_on else '',
                  time.monotonic() - t0, instance=instance)
 
-    def _remove_domain(self, instance, dom=None):
-        dom = dom or self.host.find(instance.uuid)
-        if dom is None:
+    def _remove_domain(self, instance, guest=None):
+        guest = guest or self.host.find(instance.uuid)
+        if guest is None:
             return
         try:
-            self.host.destroy(dom)
-            self.host.undefine(dom)
-        except libvirt.libvirtError as e:
+            guest.destroy()
+            guest.undefine()
+        except clear_exc.GuestOperationFailed as e:
             LOG.warning('Could not remove domain: %s', e, instance=instance)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
         with _instance_lock(instance):
-            dom = self.host.find(instance.uuid)
-            if dom is not None:
-                self.host.destroy(dom)
+            guest = self.host.find(instance.uuid)
+            if guest is not None:
+                guest.destroy()
         self.cleanup(context, instance, network_info, block_device_info,
                      destroy_disks, destroy_secrets=destroy_secrets)
 
@@ -565,23 +545,23 @@ class ClearDriver(driver.ComputeDriver):
                 self._files(instance).remove()
 
     # -- power --------------------------------------------------------------
-    def _restart(self, context, instance, network_info, dom=None):
+    def _restart(self, context, instance, network_info, guest=None):
         """Stop (hard) and boot again from freshly generated XML.
 
         The ports stay bound and up: nothing to wait for from Neutron.
         """
         files = self._files(instance)
-        dom = dom or self.host.find(instance.uuid)
-        if dom is not None:
-            self.host.destroy(dom)
-            if dom.hasManagedSaveImage(0):
+        guest = guest or self.host.find(instance.uuid)
+        if guest is not None:
+            guest.destroy()
+            if guest.has_managed_save():
                 # A reboot boots afresh, it does not resume saved memory.
-                dom.managedSaveRemove(0)
+                guest.remove_managed_save()
         image_meta = objects.ImageMeta.from_instance(instance)
         self._ensure_disk(context, instance, image_meta, files)
-        dom = self._define(instance, image_meta, files, network_info)
+        guest = self._define(instance, image_meta, files, network_info)
         self._replug(instance, network_info)
-        self._start(instance, dom, files)
+        guest.launch()
 
     @staticmethod
     def _replug(instance, network_info):
@@ -597,58 +577,58 @@ class ClearDriver(driver.ComputeDriver):
                block_device_info=None, bad_volumes_callback=None,
                accel_info=None, share_info=None):
         with _instance_lock(instance):
-            dom = self.host.lookup(instance.uuid)
-            if reboot_type == 'SOFT' and dom.isActive():
+            guest = self.host.lookup(instance.uuid)
+            if reboot_type == 'SOFT' and guest.is_active():
                 try:
-                    dom.shutdown()
-                except libvirt.libvirtError as e:
+                    guest.shutdown()
+                except clear_exc.GuestOperationFailed as e:
                     LOG.warning('Soft reboot: shutdown request failed: %s',
                                 e, instance=instance)
                 else:
-                    if self.host.wait_for_shutoff(
-                            dom, CONF['clear'].soft_reboot_timeout):
+                    if guest.wait_for_shutoff(
+                            CONF['clear'].soft_reboot_timeout):
                         self._replug(instance, network_info)
-                        self._start(instance, dom, self._files(instance))
+                        guest.launch()
                         LOG.info('Soft reboot done', instance=instance)
                         return
                 LOG.warning('Guest did not shut down within %ds; hard '
                             'reboot', CONF['clear'].soft_reboot_timeout,
                             instance=instance)
-            self._restart(context, instance, network_info, dom)
+            self._restart(context, instance, network_info, guest)
             LOG.info('Hard reboot done', instance=instance)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
         with _instance_lock(instance):
-            dom = self.host.lookup(instance.uuid)
-            if timeout and dom.isActive():
+            guest = self.host.lookup(instance.uuid)
+            if timeout and guest.is_active():
                 deadline = time.monotonic() + timeout
                 interval = retry_interval or timeout
                 while time.monotonic() < deadline:
                     try:
-                        dom.shutdown()
-                    except libvirt.libvirtError:
+                        guest.shutdown()
+                    except clear_exc.GuestOperationFailed:
                         break  # shut down meanwhile, or no ACPI
-                    if self.host.wait_for_shutoff(
-                            dom, min(interval,
-                                     max(0, deadline - time.monotonic()))):
+                    if guest.wait_for_shutoff(
+                            min(interval,
+                                max(0, deadline - time.monotonic()))):
                         LOG.info('Clear Container shut down cleanly',
                                  instance=instance)
                         return
                 LOG.warning('Clear Container did not shut down within %ds; '
                             'forcing it off', timeout, instance=instance)
-            self.host.destroy(dom)
+            guest.destroy()
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
         with _instance_lock(instance):
-            dom = self.host.lookup(instance.uuid)
-            if dom.isActive():
+            guest = self.host.lookup(instance.uuid)
+            if guest.is_active():
                 return
-            self._restart(context, instance, network_info, dom)
+            self._restart(context, instance, network_info, guest)
 
     def pause(self, instance):
         with _instance_lock(instance):
-            self.host.lookup(instance.uuid).suspend()
+            self.host.lookup(instance.uuid).pause()
 
     def unpause(self, instance):
         with _instance_lock(instance):
@@ -657,23 +637,23 @@ class ClearDriver(driver.ComputeDriver):
     def suspend(self, context, instance):
         """Save the guest's memory to disk (libvirt managed save)."""
         with _instance_lock(instance):
-            self.host.lookup(instance.uuid).managedSave(0)
+            self.host.lookup(instance.uuid).managed_save()
 
     def resume(self, context, instance, network_info, block_device_info=None,
                share_info=None):
         with _instance_lock(instance):
-            dom = self.host.lookup(instance.uuid)
-            if dom.isActive():
+            guest = self.host.lookup(instance.uuid)
+            if guest.is_active():
                 return
             self._replug(instance, network_info)
-            self._start(instance, dom, self._files(instance))
+            guest.launch()
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
         with _instance_lock(instance):
-            dom = self.host.find(instance.uuid)
-            if dom is None or not dom.isActive():
-                self._restart(context, instance, network_info, dom)
+            guest = self.host.find(instance.uuid)
+            if guest is None or not guest.is_active():
+                self._restart(context, instance, network_info, guest)
 
     # -- image cache ----------------------------------------------------------
     def manage_image_cache(self, context, all_instances):
