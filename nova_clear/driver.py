@@ -1,7 +1,9 @@
 """ClearDriver: Nova's compute driver contract, translated into calls to the
-libvirt wrapper (:mod:`nova_clear.host`), the image cache
-(:mod:`nova_clear.images.disk`) and the pure XML builder
-(:mod:`nova_clear.domain`).  No XML and no subprocess live here.
+libvirt wrappers (:mod:`nova_clear.host`, :mod:`nova_clear.libvirt_guest`),
+the instances' disks (:mod:`nova_clear.instance_disks`), the pure XML
+builder (:mod:`nova_clear.domain`) and the ports (:mod:`nova_clear.vif`,
+:mod:`nova_clear.vif_plug`, :mod:`nova_clear.vif_events`).  No XML, no
+subprocess and no libvirt call live here.
 
 Nova loads it as ``compute_driver = clear.ClearDriver`` through the
 ``nova.virt.clear`` shim.
@@ -11,23 +13,12 @@ import os
 import time
 
 from oslo_concurrency import lockutils
-from oslo_concurrency import processutils
 from oslo_log import log as logging
-from oslo_serialization import jsonutils
 from oslo_utils import excutils
-from oslo_utils import units
-from oslo_utils import uuidutils
-import os_resource_classes as orc  # noqa: H306
 
-import libvirt
-from nova.api.metadata import base as instance_metadata
-from nova.compute import power_state
 import nova.conf
 from nova import exception
-from nova.image import glance
 from nova import objects
-from nova.objects import fields as obj_fields
-from nova.virt import configdrive
 from nova.virt import driver
 from nova.virt import hardware
 import nova.virt.node
@@ -41,10 +32,12 @@ from nova_clear import host as clear_host
 from nova_clear.i18n import _
 from nova_clear.images import container
 from nova_clear.images import disk as disk_images
-from nova_clear.images import workload
+from nova_clear import instance_disks
 from nova_clear import privsep as clear_privsep
+from nova_clear import resources
 from nova_clear import storage
 from nova_clear import vif as clear_vif
+from nova_clear import vif_events
 from nova_clear import vif_plug
 
 LOG = logging.getLogger(__name__)
@@ -52,7 +45,6 @@ CONF = nova.conf.CONF
 clear_conf.register_opts(CONF)
 
 TRAIT_CLEAR_CONTAINERS = 'CUSTOM_CLEAR_CONTAINERS'
-HYPERVISOR_TYPE = obj_fields.HVType.QEMU
 
 
 def _instance_lock(instance):
@@ -122,6 +114,8 @@ class ClearDriver(driver.ComputeDriver):
         self.rootfs_cache = container.RootfsCache(
             os.path.join(self.image_cache.path, 'rootfs'),
             clear_privsep.build_rootfs, clear_conf.container_limits(CONF))
+        self.disks = instance_disks.InstanceDisks(self.image_cache,
+                                                  self.rootfs_cache)
         self.virt_type = None
 
     # -- service life -----------------------------------------------------
@@ -177,90 +171,20 @@ class ClearDriver(driver.ComputeDriver):
     def node_is_available(self, nodename):
         return nodename == CONF.host
 
-    def _disk_gb(self):
-        st = os.statvfs(self.instances_path)
-        total = st.f_blocks * st.f_frsize // units.Gi
-        free = st.f_bavail * st.f_frsize // units.Gi
-        return total, free
-
-    def _domains(self):
-        return self.host.list_domains(CONF.host)
-
-    def _running_count(self):
-        return sum(1 for d in self._domains()
-                   if self.host.active_info(d) is not None)
-
-    def _host_cpu_info(self):
-        arch, memory_mb, cpus = self.host.node_info()[:3]
-        return arch, memory_mb, cpus
+    def _guests(self):
+        return self.host.list_guests(CONF.host)
 
     def get_available_resource(self, nodename):
-        arch, memory_mb, cpus = self._host_cpu_info()
-        total_gb, free_gb = self._disk_gb()
-        vcpus_used = mem_used = 0
-        for dom in self._domains():
-            info = self.host.active_info(dom)
-            if info is not None:
-                _state, max_mem, _mem, ncpu, _t = info
-                vcpus_used += ncpu
-                mem_used += max_mem // 1024 + CONF['clear'].memory_overhead_mb
-        libvirt_ver, qemu_ver = self.host.version()
-        return {
-            'vcpus': cpus,
-            'memory_mb': memory_mb,
-            'local_gb': total_gb,
-            'vcpus_used': vcpus_used,
-            'memory_mb_used': mem_used,
-            'local_gb_used': total_gb - free_gb,
-            # What libvirt's getType() says, as nova's libvirt driver shows.
-            'hypervisor_type': 'QEMU',
-            'hypervisor_version': qemu_ver,
-            'hypervisor_hostname': nodename,
-            'uuid': nova.virt.node.get_local_node_uuid(),
-            'cpu_info': jsonutils.dumps({'arch': arch, 'vendor': None,
-                                         'model': None, 'features': [],
-                                         'topology': {'cells': 1,
-                                                      'sockets': 1,
-                                                      'cores': cpus,
-                                                      'threads': 1}}),
-            'disk_available_least': free_gb,
-            'supported_instances': [(obj_fields.Architecture.X86_64,
-                                     HYPERVISOR_TYPE,
-                                     obj_fields.VMMode.HVM)],
-            'numa_topology': None,
-            # nova's resource tracker parses this JSON list on every update.
-            'pci_passthrough_devices': jsonutils.dumps([]),
-        }
+        return resources.available_resource(
+            self.host, self._guests(), self.instances_path, nodename,
+            nova.virt.node.get_local_node_uuid())
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
-        _arch, memory_mb, cpus = self._host_cpu_info()
-        total_gb, _free = self._disk_gb()
-        inventory = provider_tree.data(nodename).inventory
-        ratios = self._get_allocation_ratios(inventory)
-        # Each running Clear Container costs its QEMU process on top of the
-        # flavor's memory: reserve it so placement does not overcommit.
-        mem_reserved = (CONF.reserved_host_memory_mb +
-                        CONF['clear'].memory_overhead_mb *
-                        self._running_count())
-        result = {
-            orc.VCPU: {
-                'total': cpus, 'min_unit': 1, 'max_unit': cpus,
-                'step_size': 1, 'allocation_ratio': ratios[orc.VCPU],
-                'reserved': CONF.reserved_host_cpus,
-            },
-            orc.MEMORY_MB: {
-                'total': memory_mb, 'min_unit': 1, 'max_unit': memory_mb,
-                'step_size': 1, 'allocation_ratio': ratios[orc.MEMORY_MB],
-                'reserved': min(mem_reserved, memory_mb),
-            },
-        }
-        if total_gb > 0:
-            result[orc.DISK_GB] = {
-                'total': total_gb, 'min_unit': 1, 'max_unit': total_gb,
-                'step_size': 1, 'allocation_ratio': ratios[orc.DISK_GB],
-                'reserved': min(self._get_reserved_host_disk_gb_from_config(),
-                                total_gb),
-            }
+        ratios = self._get_allocation_ratios(
+            provider_tree.data(nodename).inventory)
+        result = resources.inventory(
+            self.host, self._guests(), self.instances_path, ratios,
+            self._get_reserved_host_disk_gb_from_config())
         provider_tree.update_inventory(nodename, result)
         traits = {TRAIT_CLEAR_CONTAINERS}
         traits.update(t for t, supported in
@@ -269,27 +193,17 @@ class ClearDriver(driver.ComputeDriver):
 
     # -- instances ----------------------------------------------------------
     def list_instances(self):
-        return [d.name() for d in self._domains()]
+        return [g.name for g in self._guests()]
 
     def list_instance_uuids(self):
-        return [d.UUIDString() for d in self._domains()]
+        return [g.uuid for g in self._guests()]
 
     def instance_exists(self, instance):
         return self.host.find(instance.uuid) is not None
 
     def get_info(self, instance, use_cache=True):
-        dom = self.host.lookup(instance.uuid)
-        try:
-            state, _reason = dom.state()
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise exception.InstanceNotFound(instance_id=instance.uuid)
-            raise
-        if (state == libvirt.VIR_DOMAIN_SHUTOFF and
-                dom.hasManagedSaveImage(0)):
-            return hardware.InstanceInfo(state=power_state.SUSPENDED)
-        return hardware.InstanceInfo(
-            state=clear_host.power_state_of(state))
+        guest = self.host.lookup(instance.uuid)
+        return hardware.InstanceInfo(state=guest.get_power_state())
 
     def get_host_ip_addr(self):
         return CONF.my_ip
@@ -355,153 +269,6 @@ class ClearDriver(driver.ComputeDriver):
         files.write_domain_xml(xml)
         return self.host.define(xml)
 
-    def _start(self, instance, dom, files, paused=False):
-        try:
-            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED if paused
-                                else 0)
-        except libvirt.libvirtError as e:
-            raise clear_exc.ClearContainerStartFailed(
-                name=instance.name, reason=e.get_error_message())
-
-    def _start_plugged(self, instance, dom, files, network_info):
-        """Start the guest once Neutron reports its ports up.
-
-        As nova's libvirt driver does: os-vif plugs the ports it has a
-        plugin for (OVS), the domain starts paused (libvirt creates the
-        macvtap or tap devices, the host's Neutron agent sees them and
-        reports the ports up, Neutron tells Nova), and runs once every
-        ``network-vif-plugged`` event arrived, so the workload never starts
-        on a port that does not pass traffic yet.
-        """
-        timeout = CONF.vif_plugging_timeout
-        events = clear_vif.plug_events(network_info) if timeout else []
-        if not events:
-            vif_plug.plug(instance, network_info)
-            self._start(instance, dom, files)
-            return
-
-        def failed(event_name, instance):
-            LOG.error('Neutron reported a failure for %s', event_name,
-                      instance=instance)
-            if CONF.vif_plugging_is_fatal:
-                raise clear_exc.VifPlugFailed(name=instance.name,
-                                              event=event_name)
-
-        t0 = time.monotonic()
-        try:
-            with self.virtapi.wait_for_instance_event(
-                    instance, events, timeout=timeout,
-                    error_callback=failed):
-                # os-vif creates OVS ports here: the agent may report them
-                # up at once, so inside the wait.
-                vif_plug.plug(instance, network_info)
-                self._start(instance, dom, files, paused=True)
-        except exception.InstanceEventTimeout:
-            if CONF.vif_plugging_is_fatal:
-                raise clear_exc.VifPlugTimeout(
-                    name=instance.name, timeout=timeout, host=CONF.host,
-                    ports=', '.join(tag for _name, tag in events))
-            LOG.warning('Ports not reported up within %ds; starting the '
-                        'guest anyway (vif_plugging_is_fatal=False)',
-                        timeout, instance=instance)
-        LOG.debug('Ports reported up after %.2fs', time.monotonic() - t0,
-                  instance=instance)
-        dom.resume()
-
-    def _ensure_disk(self, context, instance, image_meta, files):
-        """The instance's disks: an overlay on a cached disk image, or a
-        container image's shared root filesystem plus a writable disk.
-
-        Each cache records the instance's reference under its lock
-        (``claim``), so manage_image_cache never removes what a spawn in
-        progress is about to use.
-        """
-        if files.has_disks():
-            self._ensure_rootfs(context, instance, image_meta, files)
-            return
-        if not image_meta.obj_attr_is_set('id'):
-            raise exception.InstanceDeployFailure(
-                reason=_('Clear Containers boot from an image; this '
-                         'instance has none (boot from volume is not '
-                         'supported)'))
-        cached = self.image_cache.get(
-            context, image_meta,
-            claim=lambda c: files.write_image_ref(c.image_id))
-        root_gb = instance.flavor.root_gb
-        if not container.is_container(image_meta, cached):
-            disk_images.create_overlay(cached, files.disk, root_gb)
-            return
-        rootfs = self.rootfs_cache.get(
-            cached, root_gb * units.Gi if root_gb else None,
-            claim=lambda r: files.write_rootfs_ref(r.path))
-        props = self._image_properties(context, image_meta)
-        wl = workload.resolve(rootfs.config, props, str(image_meta.id))
-        container.create_writable_disk(
-            files.upper, root_gb, wl,
-            authorized_keys=(instance.key_data
-                             if instance.obj_attr_is_set('key_data')
-                             else None))
-
-    def _ensure_rootfs(self, context, instance, image_meta, files):
-        """Rebuild a container instance's shared root filesystem when it
-        was lost from the cache (removed by hand, cache wiped): from the
-        instance's image, through the caches, with the same digest."""
-        ref = files.rootfs_ref()
-        if ref is None or os.path.exists(ref):
-            return
-        expected = container.digest_of(ref)
-        LOG.warning('The root filesystem %(r)s is no longer in the cache; '
-                    'rebuilding it from image %(i)s',
-                    {'r': ref, 'i': instance.image_ref}, instance=instance)
-        if not image_meta.obj_attr_is_set('id'):
-            raise exception.InstanceDeployFailure(
-                reason=_('the root filesystem %s is lost and the instance '
-                         'has no image to rebuild it from') % ref)
-
-        def claim(rootfs):
-            if rootfs.digest != expected:
-                raise exception.InstanceDeployFailure(
-                    reason=_('image %(i)s now unpacks to %(n)s, not %(o)s '
-                             'the instance was created with') %
-                    {'i': image_meta.id, 'n': rootfs.digest, 'o': expected})
-            files.write_rootfs_ref(rootfs.path)
-        cached = self.image_cache.get(
-            context, image_meta,
-            claim=lambda c: files.write_image_ref(c.image_id))
-        # No size limit: the instance was created within its flavor.
-        self.rootfs_cache.get(cached, None, claim=claim)
-
-    @staticmethod
-    def _ensure_config_drive(context, instance, injected_files,
-                             admin_password, network_info, files):
-        """Nova's own config drive, when the instance or policy wants one:
-        cloud-init in disk images finds it by its label, the agent mounts it
-        at /.nova-clear/config-drive for container workloads."""
-        if not configdrive.required_by(instance) or \
-                os.path.exists(files.config_drive):
-            return
-        extra_md = {'admin_pass': admin_password} if admin_password else {}
-        inst_md = instance_metadata.InstanceMetadata(
-            instance, content=injected_files, extra_md=extra_md,
-            network_info=network_info)
-        tmp = files.config_drive + '.tmp'
-        with configdrive.ConfigDriveBuilder(instance_md=inst_md) as cdb:
-            try:
-                cdb.make_drive(tmp)
-            except processutils.ProcessExecutionError as e:
-                raise exception.InstanceDeployFailure(
-                    reason=_('cannot build the config drive: %s') % e)
-        os.replace(tmp, files.config_drive)
-        configdrive.update_instance(instance)
-
-    @staticmethod
-    def _image_properties(context, image_meta):
-        """All of the image's Glance properties (nova's ImageMeta keeps
-        only the ones nova knows; the clear_* ones are ours)."""
-        image = glance.API().get(context, str(image_meta.id))
-        return {k: v for k, v in (image.get('properties') or {}).items()
-                if k in workload.PROPS}
-
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
               block_device_info=None, power_on=True, accel_info=None):
@@ -518,23 +285,24 @@ class ClearDriver(driver.ComputeDriver):
             self.assets.load()
             created = not files.exists()
             files.create()
-            dom = None
+            guest = None
             try:
-                self._ensure_disk(context, instance, image_meta, files)
-                self._ensure_config_drive(context, instance, injected_files,
-                                          admin_password, network_info,
-                                          files)
-                dom = self._define(instance, image_meta, files,
-                                   network_info, interfaces)
+                self.disks.ensure(context, instance, image_meta, files)
+                instance_disks.ensure_config_drive(
+                    instance, injected_files, admin_password, network_info,
+                    files)
+                guest = self._define(instance, image_meta, files,
+                                     network_info, interfaces)
                 if power_on:
-                    self._start_plugged(instance, dom, files, network_info)
+                    vif_events.plug_and_launch(self.virtapi, instance, guest,
+                                               network_info)
                 else:
                     vif_plug.plug(instance, network_info)
             except Exception:
                 with excutils.save_and_reraise_exception():
                     LOG.error('Spawning Clear Container failed; cleaning up',
                               instance=instance)
-                    self._remove_domain(instance, dom)
+                    self._remove_domain(instance, guest)
                     vif_plug.unplug(instance, network_info)
                     if created:
                         files.remove()
@@ -542,22 +310,22 @@ class ClearDriver(driver.ComputeDriver):
                  ' and started' if power_on else '',
                  time.monotonic() - t0, instance=instance)
 
-    def _remove_domain(self, instance, dom=None):
-        dom = dom or self.host.find(instance.uuid)
-        if dom is None:
+    def _remove_domain(self, instance, guest=None):
+        guest = guest or self.host.find(instance.uuid)
+        if guest is None:
             return
         try:
-            self.host.destroy(dom)
-            self.host.undefine(dom)
-        except libvirt.libvirtError as e:
+            guest.destroy()
+            guest.undefine()
+        except clear_exc.GuestOperationFailed as e:
             LOG.warning('Could not remove domain: %s', e, instance=instance)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
         with _instance_lock(instance):
-            dom = self.host.find(instance.uuid)
-            if dom is not None:
-                self.host.destroy(dom)
+            guest = self.host.find(instance.uuid)
+            if guest is not None:
+                guest.destroy()
         self.cleanup(context, instance, network_info, block_device_info,
                      destroy_disks, destroy_secrets=destroy_secrets)
 
@@ -573,23 +341,23 @@ class ClearDriver(driver.ComputeDriver):
                 self._files(instance).remove()
 
     # -- power --------------------------------------------------------------
-    def _restart(self, context, instance, network_info, dom=None):
+    def _restart(self, context, instance, network_info, guest=None):
         """Stop (hard) and boot again from freshly generated XML.
 
         The ports stay bound and up: nothing to wait for from Neutron.
         """
         files = self._files(instance)
-        dom = dom or self.host.find(instance.uuid)
-        if dom is not None:
-            self.host.destroy(dom)
-            if dom.hasManagedSaveImage(0):
+        guest = guest or self.host.find(instance.uuid)
+        if guest is not None:
+            guest.destroy()
+            if guest.has_managed_save():
                 # A reboot boots afresh, it does not resume saved memory.
-                dom.managedSaveRemove(0)
+                guest.remove_managed_save()
         image_meta = objects.ImageMeta.from_instance(instance)
-        self._ensure_disk(context, instance, image_meta, files)
-        dom = self._define(instance, image_meta, files, network_info)
+        self.disks.ensure(context, instance, image_meta, files)
+        guest = self._define(instance, image_meta, files, network_info)
         self._replug(instance, network_info)
-        self._start(instance, dom, files)
+        guest.launch()
 
     @staticmethod
     def _replug(instance, network_info):
@@ -605,58 +373,58 @@ class ClearDriver(driver.ComputeDriver):
                block_device_info=None, bad_volumes_callback=None,
                accel_info=None, share_info=None):
         with _instance_lock(instance):
-            dom = self.host.lookup(instance.uuid)
-            if reboot_type == 'SOFT' and dom.isActive():
+            guest = self.host.lookup(instance.uuid)
+            if reboot_type == 'SOFT' and guest.is_active():
                 try:
-                    dom.shutdown()
-                except libvirt.libvirtError as e:
+                    guest.shutdown()
+                except clear_exc.GuestOperationFailed as e:
                     LOG.warning('Soft reboot: shutdown request failed: %s',
                                 e, instance=instance)
                 else:
-                    if self.host.wait_for_shutoff(
-                            dom, CONF['clear'].soft_reboot_timeout):
+                    if guest.wait_for_shutoff(
+                            CONF['clear'].soft_reboot_timeout):
                         self._replug(instance, network_info)
-                        self._start(instance, dom, self._files(instance))
+                        guest.launch()
                         LOG.info('Soft reboot done', instance=instance)
                         return
                 LOG.warning('Guest did not shut down within %ds; hard '
                             'reboot', CONF['clear'].soft_reboot_timeout,
                             instance=instance)
-            self._restart(context, instance, network_info, dom)
+            self._restart(context, instance, network_info, guest)
             LOG.info('Hard reboot done', instance=instance)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
         with _instance_lock(instance):
-            dom = self.host.lookup(instance.uuid)
-            if timeout and dom.isActive():
+            guest = self.host.lookup(instance.uuid)
+            if timeout and guest.is_active():
                 deadline = time.monotonic() + timeout
                 interval = retry_interval or timeout
                 while time.monotonic() < deadline:
                     try:
-                        dom.shutdown()
-                    except libvirt.libvirtError:
+                        guest.shutdown()
+                    except clear_exc.GuestOperationFailed:
                         break  # shut down meanwhile, or no ACPI
-                    if self.host.wait_for_shutoff(
-                            dom, min(interval,
-                                     max(0, deadline - time.monotonic()))):
+                    if guest.wait_for_shutoff(
+                            min(interval,
+                                max(0, deadline - time.monotonic()))):
                         LOG.info('Clear Container shut down cleanly',
                                  instance=instance)
                         return
                 LOG.warning('Clear Container did not shut down within %ds; '
                             'forcing it off', timeout, instance=instance)
-            self.host.destroy(dom)
+            guest.destroy()
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
         with _instance_lock(instance):
-            dom = self.host.lookup(instance.uuid)
-            if dom.isActive():
+            guest = self.host.lookup(instance.uuid)
+            if guest.is_active():
                 return
-            self._restart(context, instance, network_info, dom)
+            self._restart(context, instance, network_info, guest)
 
     def pause(self, instance):
         with _instance_lock(instance):
-            self.host.lookup(instance.uuid).suspend()
+            self.host.lookup(instance.uuid).pause()
 
     def unpause(self, instance):
         with _instance_lock(instance):
@@ -665,23 +433,23 @@ class ClearDriver(driver.ComputeDriver):
     def suspend(self, context, instance):
         """Save the guest's memory to disk (libvirt managed save)."""
         with _instance_lock(instance):
-            self.host.lookup(instance.uuid).managedSave(0)
+            self.host.lookup(instance.uuid).managed_save()
 
     def resume(self, context, instance, network_info, block_device_info=None,
                share_info=None):
         with _instance_lock(instance):
-            dom = self.host.lookup(instance.uuid)
-            if dom.isActive():
+            guest = self.host.lookup(instance.uuid)
+            if guest.is_active():
                 return
             self._replug(instance, network_info)
-            self._start(instance, dom, self._files(instance))
+            guest.launch()
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):
         with _instance_lock(instance):
-            dom = self.host.find(instance.uuid)
-            if dom is None or not dom.isActive():
-                self._restart(context, instance, network_info, dom)
+            guest = self.host.find(instance.uuid)
+            if guest is None or not guest.is_active():
+                self._restart(context, instance, network_info, guest)
 
     # -- image cache ----------------------------------------------------------
     def manage_image_cache(self, context, all_instances):
@@ -691,25 +459,7 @@ class ClearDriver(driver.ComputeDriver):
         min_age = CONF.image_cache.remove_unused_original_minimum_age_seconds
         listed = {inst.image_ref for inst in all_instances
                   if inst.image_ref}
-
-        # Called again under each candidate's lock: what the instance
-        # directories refer to now, spawns in progress included.
-        def local_files():
-            names = os.listdir(self.instances_path) \
-                if os.path.isdir(self.instances_path) else []
-            return [storage.InstanceFiles(self.instances_path, name)
-                    for name in names
-                    if uuidutils.is_uuid_like(name)]  # not _clear_base...
-
-        def images_in_use():
-            return listed | {ref for ref in (f.image_ref()
-                                             for f in local_files()) if ref}
-
-        def rootfs_in_use():
-            return {ref for ref in (f.rootfs_ref() for f in local_files())
-                    if ref}
-        self.image_cache.remove_unused(images_in_use, min_age)
-        self.rootfs_cache.remove_unused(rootfs_in_use, min_age)
+        self.disks.remove_unused(self.instances_path, listed, min_age)
 
     # -- console --------------------------------------------------------------
     def get_console_output(self, context, instance):

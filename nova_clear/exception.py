@@ -49,6 +49,11 @@ class ClearContainerStartFailed(exception.InstanceDeployFailure):
     msg_fmt = _('Clear Container %(name)s did not start: %(reason)s')
 
 
+class GuestOperationFailed(exception.NovaException):
+    msg_fmt = _('libvirt could not %(action)s Clear Container %(name)s: '
+                '%(reason)s')
+
+
 class PortNotPluggable(exception.InstanceDeployFailure):
     msg_fmt = _('Cannot plug the network ports of %(name)s: %(reason)s')
 

@@ -1,4 +1,7 @@
-"""The one libvirt wrapper: connection, events, domains, host facts.
+"""The libvirt connection: events, domains as Guests, host facts.
+
+With :mod:`nova_clear.libvirt_guest` (one domain's operations) the only
+module that calls libvirt.
 
 Thread-safe: libvirt-python connections may be shared between threads; the
 connection is (re)opened under a lock, and libvirt's event loop runs in its
@@ -14,27 +17,15 @@ import time
 from oslo_log import log as logging
 
 import libvirt
-from nova.compute import power_state
 from nova import exception
 import nova.privsep.path
 from nova.virt import event as virtevent
 
 from nova_clear import domain as domain_xml
 from nova_clear import exception as clear_exc
+from nova_clear import libvirt_guest
 
 LOG = logging.getLogger(__name__)
-
-POWER_STATE = {
-    libvirt.VIR_DOMAIN_NOSTATE: power_state.NOSTATE,
-    libvirt.VIR_DOMAIN_RUNNING: power_state.RUNNING,
-    # A vCPU waiting for I/O is still running as far as Nova is concerned.
-    libvirt.VIR_DOMAIN_BLOCKED: power_state.RUNNING,
-    libvirt.VIR_DOMAIN_PAUSED: power_state.PAUSED,
-    libvirt.VIR_DOMAIN_SHUTDOWN: power_state.SHUTDOWN,
-    libvirt.VIR_DOMAIN_SHUTOFF: power_state.SHUTDOWN,
-    libvirt.VIR_DOMAIN_CRASHED: power_state.CRASHED,
-    libvirt.VIR_DOMAIN_PMSUSPENDED: power_state.SUSPENDED,
-}
 
 # libvirt lifecycle event -> Nova lifecycle transition (None: ignored)
 LIFECYCLE = {
@@ -45,10 +36,6 @@ LIFECYCLE = {
     libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED:
         virtevent.EVENT_LIFECYCLE_SUSPENDED,
 }
-
-
-def power_state_of(libvirt_state):
-    return POWER_STATE.get(libvirt_state, power_state.NOSTATE)
 
 
 def lifecycle_transition(event, detail):
@@ -168,12 +155,11 @@ class Host:
         if self.owner is None:
             return False
         try:
-            meta = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-                                domain_xml.NS_URI)
-        except libvirt.libvirtError as e:
-            # Gone already (deleted): let Nova decide.
-            return e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA
-        return domain_xml.host_of_metadata(meta) != self.owner
+            meta = libvirt_guest.Guest(dom).clear_metadata()
+        except (exception.InstanceNotFound, libvirt.libvirtError):
+            return False  # gone already (deleted): let Nova decide
+        return meta is None or \
+            domain_xml.host_of_metadata(meta) != self.owner
 
     def _dispatch_events(self):
         while True:
@@ -185,7 +171,7 @@ class Host:
             except Exception:
                 LOG.exception('Dispatching %s failed', evt)
 
-    # -- domains ----------------------------------------------------------
+    # -- guests -----------------------------------------------------------
     def _call(self, what, func, *args):
         try:
             return func(*args)
@@ -206,100 +192,48 @@ class Host:
             return False
 
     def lookup(self, uuid):
-        """The virDomain of instance ``uuid``; InstanceNotFound if none."""
+        """The :class:`Guest` of instance ``uuid``; InstanceNotFound if
+        libvirt has no such domain."""
         conn = self.get_connection()
         try:
-            return conn.lookupByUUIDString(uuid)
+            return libvirt_guest.Guest(conn.lookupByUUIDString(uuid))
         except libvirt.libvirtError as e:
             if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 raise exception.InstanceNotFound(instance_id=uuid)
             raise
 
     def find(self, uuid):
+        """The :class:`Guest` of instance ``uuid``, or None."""
         try:
             return self.lookup(uuid)
         except exception.InstanceNotFound:
             return None
 
-    def list_domains(self, host=None):
+    def list_guests(self, host=None):
         """Every domain (running or defined) that is a Clear Container of
-        ``host`` (all hosts' when None); several nova-compute services may
-        share one libvirtd."""
+        ``host`` (all hosts' when None), as Guests; several nova-compute
+        services may share one libvirtd."""
         conn = self.get_connection()
         ours = []
         for dom in conn.listAllDomains(0):
+            guest = libvirt_guest.Guest(dom)
             try:
-                meta = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-                                    domain_xml.NS_URI)
-            except libvirt.libvirtError as e:
-                if e.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN_METADATA,
-                                          libvirt.VIR_ERR_NO_DOMAIN):
-                    continue
-                raise
+                meta = guest.clear_metadata()
+            except exception.InstanceNotFound:
+                continue  # deleted meanwhile
+            if meta is None:
+                continue  # not a Clear Container
             if host is not None and \
                     domain_xml.host_of_metadata(meta) != host:
                 continue
-            ours.append(dom)
+            ours.append(guest)
         return ours
 
-    @staticmethod
-    def active_info(dom):
-        """dom.info() of a running domain; None if it stopped or vanished
-        meanwhile (a listing races with deletes)."""
-        try:
-            if not dom.isActive():
-                return None
-            return dom.info()
-        except libvirt.libvirtError as e:
-            if e.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN,
-                                      libvirt.VIR_ERR_OPERATION_INVALID):
-                return None
-            raise
-
     def define(self, xml):
-        return self._call('define', self.get_connection().defineXML, xml)
-
-    @staticmethod
-    def state(dom):
-        """(libvirt state, reason)."""
-        return dom.state()
-
-    def wait_for_shutoff(self, dom, timeout, interval=0.2):
-        """Poll until ``dom`` is not active; True when it is off in time."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if not dom.isActive():
-                    return True
-            except libvirt.libvirtError as e:
-                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                    return True
-                raise
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(interval)
-
-    def destroy(self, dom):
-        """Stop ``dom`` at once; no error if it is already off."""
-        try:
-            if dom.isActive():
-                dom.destroyFlags(libvirt.VIR_DOMAIN_DESTROY_GRACEFUL)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
-                return  # stopped meanwhile
-            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return
-            # QEMU ignored SIGTERM: kill it.
-            dom.destroy()
-
-    def undefine(self, dom):
-        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
-                 libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-        try:
-            dom.undefineFlags(flags)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise
+        """Define (or redefine) a persistent domain: its :class:`Guest`,
+        ready to launch."""
+        conn = self.get_connection()
+        return libvirt_guest.Guest(self._call('define', conn.defineXML, xml))
 
     # -- host facts -------------------------------------------------------
     def node_info(self):
@@ -328,7 +262,7 @@ class Host:
         conn = self.get_connection()
         stale = self.find_by_name(name)
         if stale is not None:
-            self.destroy(stale)
+            stale.destroy()
         dom = None
         try:
             dom = conn.createXML(xml, 0)
@@ -350,8 +284,9 @@ class Host:
         finally:
             if dom is not None:
                 try:
-                    self.destroy(dom)
-                except libvirt.libvirtError:
+                    libvirt_guest.Guest(dom).destroy()
+                except (clear_exc.GuestOperationFailed,
+                        libvirt.libvirtError):
                     pass
             try:
                 os.unlink(log)
@@ -359,10 +294,12 @@ class Host:
                 pass
 
     def find_by_name(self, name):
+        """The :class:`Guest` of the domain called ``name``, or None."""
         try:
-            return self.get_connection().lookupByName(name)
+            dom = self.get_connection().lookupByName(name)
         except libvirt.libvirtError:
             return None
+        return libvirt_guest.Guest(dom)
 
 
 PROBE_LOG_MAX_BYTES = 1024 * 1024

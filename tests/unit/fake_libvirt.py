@@ -43,12 +43,15 @@ class FakeDomain:
         return self._uuid
 
     def isActive(self):
+        self._gone()
         return self.st != libvirt.VIR_DOMAIN_SHUTOFF
 
     def state(self):
+        self._gone()
         return [self.st, 0]
 
     def info(self):
+        self._gone()
         return [self.st, self.memory_kib, self.memory_kib, self.vcpus, 0]
 
     def metadata(self, kind, uri):
@@ -56,27 +59,49 @@ class FakeDomain:
             raise _error(libvirt.VIR_ERR_NO_DOMAIN_METADATA, 'no metadata')
         return self._meta
 
+    def XMLDesc(self, flags):
+        return self.xml
+
+    def _gone(self):
+        if self._uuid not in self.conn.domains:
+            raise _error(libvirt.VIR_ERR_NO_DOMAIN,
+                         'no domain with matching uuid %s' % self._uuid)
+
+    def _running(self):
+        self._gone()
+        if not self.isActive():
+            raise _error(libvirt.VIR_ERR_OPERATION_INVALID,
+                         'domain is not running')
+
     def createWithFlags(self, flags):
+        if self.isActive():
+            raise _error(libvirt.VIR_ERR_OPERATION_INVALID,
+                         'domain is already running')
         if self.fail_start or self.conn.fail_start:
             raise _error(libvirt.VIR_ERR_INTERNAL_ERROR,
                          self.fail_start or self.conn.fail_start)
-        self.st = (libvirt.VIR_DOMAIN_PAUSED
-                   if flags & libvirt.VIR_DOMAIN_START_PAUSED
+        paused = bool(flags & libvirt.VIR_DOMAIN_START_PAUSED)
+        self.st = (libvirt.VIR_DOMAIN_PAUSED if paused
                    else libvirt.VIR_DOMAIN_RUNNING)
         self.saved = False
+        if self.conn.on_start is not None:
+            self.conn.on_start(self, paused)
 
     def destroyFlags(self, flags):
-        if not self.isActive():
-            raise _error(libvirt.VIR_ERR_OPERATION_INVALID, 'not running')
+        self._running()
         self.st = libvirt.VIR_DOMAIN_SHUTOFF
 
     def destroy(self):
-        self.destroyFlags(0)
+        self._running()
+        self.st = libvirt.VIR_DOMAIN_SHUTOFF
 
     def undefineFlags(self, flags):
+        self._gone()
+        self.undefine_flags = flags
         self.conn.domains.pop(self._uuid, None)
 
     def shutdown(self):
+        self._running()
         if self.conn.guest_honours_acpi:
             self.st = libvirt.VIR_DOMAIN_SHUTOFF
 
@@ -105,6 +130,8 @@ class FakeConnection:
         self.memory_mb = memory_mb
         self.fail_start = None
         self.guest_honours_acpi = True
+        # called as on_start(domain, paused) after each start
+        self.on_start = None
 
     def isAlive(self):
         return True

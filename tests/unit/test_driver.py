@@ -31,23 +31,7 @@ objects.register_all()
 IMG = '5a1ec0de-0000-4000-8000-000000000001'
 
 
-class TestPowerStateMapping(testtools.TestCase):
-
-    def test_states(self):
-        m = clear_host.power_state_of
-        self.assertEqual(power_state.RUNNING,
-                         m(libvirt.VIR_DOMAIN_RUNNING))
-        self.assertEqual(power_state.RUNNING,
-                         m(libvirt.VIR_DOMAIN_BLOCKED))
-        self.assertEqual(power_state.PAUSED, m(libvirt.VIR_DOMAIN_PAUSED))
-        self.assertEqual(power_state.SHUTDOWN,
-                         m(libvirt.VIR_DOMAIN_SHUTOFF))
-        self.assertEqual(power_state.SHUTDOWN,
-                         m(libvirt.VIR_DOMAIN_SHUTDOWN))
-        self.assertEqual(power_state.CRASHED, m(libvirt.VIR_DOMAIN_CRASHED))
-        self.assertEqual(power_state.SUSPENDED,
-                         m(libvirt.VIR_DOMAIN_PMSUSPENDED))
-        self.assertEqual(power_state.NOSTATE, m(99))
+class TestLifecycleEvents(testtools.TestCase):
 
     def test_lifecycle_events(self):
         t = clear_host.lifecycle_transition
@@ -264,6 +248,45 @@ class TestDriver(DriverTestCase):
         self.conn.guest_honours_acpi = False
         self.drv.reboot(self.ctx, inst, None, 'SOFT')
         self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+
+    def _refuse_shutdown(self, inst):
+        def refuse():
+            raise fake_libvirt._error(libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+                                      'no ACPI')
+        self.conn.domains[inst.uuid].shutdown = refuse
+
+    def test_refused_shutdown_request(self):
+        inst = self.instance()
+        self.spawn(inst)
+        self._refuse_shutdown(inst)
+        logs = self.useFixture(fixtures.FakeLogger())
+        self.drv.reboot(self.ctx, inst, None, 'SOFT')
+        self.assertIn('Soft reboot: shutdown request failed: libvirt could '
+                      'not shut down Clear Container %s: no ACPI' % inst.name,
+                      logs.output)
+        self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
+        self._refuse_shutdown(inst)  # the hard reboot redefined it
+        self.drv.power_off(inst, timeout=5, retry_interval=1)
+        self.assertEqual(power_state.SHUTDOWN, self.drv.get_info(inst).state)
+
+    def test_spawn_failure_survives_a_failing_undefine(self):
+        self.conn.fail_start = 'qemu exploded'
+        real_define = self.conn.defineXML
+
+        def busy(flags):
+            raise fake_libvirt._error(libvirt.VIR_ERR_INTERNAL_ERROR, 'busy')
+
+        def define(xml):
+            dom = real_define(xml)
+            dom.undefineFlags = busy
+            return dom
+        self.conn.defineXML = define
+        logs = self.useFixture(fixtures.FakeLogger())
+        inst = self.instance()
+        self.assertRaises(clear_exc.ClearContainerStartFailed, self.spawn,
+                          inst)
+        self.assertIn('Could not remove domain: libvirt could not undefine '
+                      'Clear Container %s: busy' % inst.name, logs.output)
 
     def test_pause_suspend(self):
         inst = self.instance()

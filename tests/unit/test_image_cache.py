@@ -15,7 +15,6 @@ import testtools
 from nova.compute import power_state
 from nova import exception
 
-from nova_clear import driver as clear_driver
 from nova_clear.images import container
 from nova_clear.images import disk as disk_images
 from nova_clear.images import tarstream
@@ -134,8 +133,8 @@ class DriverCacheTestCase(test_driver.DriverTestCase):
         self.archive = docker_archive(os.path.join(self.tmp, 'archive'))
         self.builder = FakeBuilder()
         self.drv.rootfs_cache._builder = self.builder
-        self.useFixture(fixtures.MockPatchObject(
-            clear_driver.ClearDriver, '_image_properties', return_value={}))
+        self.useFixture(fixtures.MockPatch(
+            'nova_clear.instance_disks.image_properties', return_value={}))
         self.in_window = threading.Event()
         self.gc_done = threading.Event()
         self.paused = False

@@ -334,12 +334,8 @@ class TestDriverPlugging(test_driver.DriverTestCase):
     def test_spawn_waits_for_ports_down_then_runs(self):
         inst = self.instance()
         states = []
-        orig = self.drv._start
-
-        def start(instance, dom, files, paused=False):
-            orig(instance, dom, files, paused=paused)
-            states.append(dom.state()[0])
-        self.drv._start = start
+        self.conn.on_start = lambda dom, paused: states.append(
+            dom.state()[0])
         info = [make_vif(active=False), make_vif('port-2', MAC2,
                                                  active=True)]
         self.spawn(inst, network_info=info)
@@ -443,12 +439,8 @@ class TestDriverOsVif(test_driver.DriverTestCase):
         self.unplug = self.useFixture(fixtures.MockPatch(
             'os_vif.unplug', side_effect=lambda vif, info: self.calls.append(
                 ('unplug', vif.id, info.uuid)))).mock
-        orig = self.drv._start
-
-        def start(instance, dom, files, paused=False):
-            self.calls.append(('start', paused))
-            orig(instance, dom, files, paused=paused)
-        self.drv._start = start
+        self.conn.on_start = lambda dom, paused: self.calls.append(
+            ('start', paused))
 
     def test_spawn_plugs_before_start_inside_the_wait(self):
         inst = self.instance()
@@ -497,9 +489,7 @@ class TestDriverOsVif(test_driver.DriverTestCase):
         self.assertFalse(os.path.exists(self.inst_dir(inst)))
 
     def test_start_failure_unplugs(self):
-        def start(instance, dom, files, paused=False):
-            raise clear_exc.ClearContainerStartFailed(name='x', reason='boom')
-        self.drv._start = start
+        self.conn.fail_start = 'boom'
         inst = self.instance()
         self.assertRaises(clear_exc.ClearContainerStartFailed, self.spawn,
                           inst, network_info=[make_ovs_vif(active=True)])
@@ -515,9 +505,9 @@ class TestDriverOsVif(test_driver.DriverTestCase):
         self.calls.clear()
         orig = self.drv._remove_domain
 
-        def remove(instance, dom=None):
+        def remove(instance, guest=None):
             self.calls.append(('remove',))
-            orig(instance, dom)
+            orig(instance, guest)
         self.drv._remove_domain = remove
         self.drv.destroy(self.ctx, inst, info)
         self.assertEqual(

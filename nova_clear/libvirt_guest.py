@@ -1,0 +1,210 @@
+"""One libvirt domain, a Clear Container, as the driver uses it.
+
+:class:`Guest` wraps one virDomain in small typed methods, as nova's libvirt
+driver does in ``nova/virt/libvirt/guest.py``; :class:`nova_clear.host.Host`
+hands them out (``lookup``, ``find``, ``define``, ``list_guests``).  With
+``host.py`` this is the only module that calls libvirt.
+
+Errors: what the driver expects of a domain that stopped or vanished is a
+result, not an error (``active_info`` is None, ``destroy`` and ``undefine``
+do nothing, ``wait_for_shutoff`` is True; ``get_power_state`` raises
+``InstanceNotFound``).  The libvirt errors the driver handles become
+:mod:`nova_clear.exception` errors: ``ClearContainerStartFailed`` from
+``launch``, ``GuestOperationFailed`` from ``shutdown``, ``destroy`` and
+``undefine``.  Other libvirt errors propagate unchanged.
+"""
+
+import collections
+import time
+
+import libvirt
+from nova.compute import power_state
+from nova import exception
+
+from nova_clear import domain as domain_xml
+from nova_clear import exception as clear_exc
+
+POWER_STATE = {
+    libvirt.VIR_DOMAIN_NOSTATE: power_state.NOSTATE,
+    libvirt.VIR_DOMAIN_RUNNING: power_state.RUNNING,
+    # A vCPU waiting for I/O is still running as far as Nova is concerned.
+    libvirt.VIR_DOMAIN_BLOCKED: power_state.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: power_state.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: power_state.SHUTDOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: power_state.SHUTDOWN,
+    libvirt.VIR_DOMAIN_CRASHED: power_state.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: power_state.SUSPENDED,
+}
+
+# virDomainGetInfo of a running domain (memory in KiB, CPU time in ns).
+ActiveInfo = collections.namedtuple(
+    'ActiveInfo', 'state max_mem_kib mem_kib vcpus cpu_time_ns')
+
+# The domain is gone, or (for destroy) not running: nothing to do.
+_GONE = (libvirt.VIR_ERR_NO_DOMAIN,)
+_NOT_RUNNING = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
+
+
+def power_state_of(libvirt_state):
+    return POWER_STATE.get(libvirt_state, power_state.NOSTATE)
+
+
+def _code(error):
+    return error.get_error_code()
+
+
+class Guest:
+    """One virDomain; cheap to make, holds no state of its own."""
+
+    def __init__(self, domain):
+        self._domain = domain
+
+    def __repr__(self):
+        return '<Guest %s %s>' % (self.name, self.uuid)
+
+    @property
+    def uuid(self):
+        return self._domain.UUIDString()
+
+    @property
+    def name(self):
+        return self._domain.name()
+
+    def _failed(self, action, error):
+        return clear_exc.GuestOperationFailed(
+            action=action, name=self.name, reason=error.get_error_message())
+
+    # -- facts --------------------------------------------------------------
+    def is_active(self):
+        return bool(self._domain.isActive())
+
+    def get_power_state(self):
+        """Nova's power state; SUSPENDED for a stopped domain with a managed
+        save image (its memory on disk, see :meth:`managed_save`).
+        InstanceNotFound if the domain is gone."""
+        try:
+            state, _reason = self._domain.state()
+            if state == libvirt.VIR_DOMAIN_SHUTOFF and \
+                    self._domain.hasManagedSaveImage(0):
+                return power_state.SUSPENDED
+        except libvirt.libvirtError as e:
+            if _code(e) in _GONE:
+                raise exception.InstanceNotFound(instance_id=self.uuid)
+            raise
+        return power_state_of(state)
+
+    def active_info(self):
+        """:class:`ActiveInfo` of a running domain; None if it stopped or
+        vanished meanwhile (a listing races with deletes)."""
+        try:
+            if not self._domain.isActive():
+                return None
+            return ActiveInfo(*self._domain.info()[:5])
+        except libvirt.libvirtError as e:
+            if _code(e) in _NOT_RUNNING:
+                return None
+            raise
+
+    def clear_metadata(self):
+        """Our metadata element (XML) as libvirt returns it; None if the
+        domain has none (it is not a Clear Container).  InstanceNotFound if
+        the domain is gone."""
+        try:
+            return self._domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                                         domain_xml.NS_URI)
+        except libvirt.libvirtError as e:
+            if _code(e) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+                return None
+            if _code(e) in _GONE:
+                raise exception.InstanceNotFound(instance_id=self.uuid)
+            raise
+
+    def get_xml_desc(self, inactive=False):
+        """The domain's XML: live, or as it boots next (``inactive``)."""
+        return self._domain.XMLDesc(
+            libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
+
+    # -- power --------------------------------------------------------------
+    def launch(self, pause=False):
+        """Start the defined domain (its vCPUs stopped when ``pause``, see
+        :meth:`resume`); ClearContainerStartFailed with libvirt's reason."""
+        try:
+            self._domain.createWithFlags(
+                libvirt.VIR_DOMAIN_START_PAUSED if pause else 0)
+        except libvirt.libvirtError as e:
+            raise clear_exc.ClearContainerStartFailed(
+                name=self.name, reason=e.get_error_message())
+
+    def pause(self):
+        """Stop the vCPUs; QEMU and the guest's memory stay."""
+        self._domain.suspend()
+
+    def resume(self):
+        """Run the vCPUs of a paused domain (or one launched paused)."""
+        self._domain.resume()
+
+    def shutdown(self):
+        """Press the ACPI power button and return: the guest decides.
+        GuestOperationFailed if libvirt refuses (the domain stopped
+        meanwhile, or the guest has no ACPI)."""
+        try:
+            self._domain.shutdown()
+        except libvirt.libvirtError as e:
+            raise self._failed('shut down', e)
+
+    def wait_for_shutoff(self, timeout, interval=0.2):
+        """Poll until the domain is not active; True when it is off (or
+        gone) within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if not self._domain.isActive():
+                    return True
+            except libvirt.libvirtError as e:
+                if _code(e) in _GONE:
+                    return True
+                raise
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+
+    def destroy(self):
+        """Stop the domain at once (SIGTERM, then SIGKILL if QEMU ignores
+        it); nothing to do if it is off or gone."""
+        try:
+            if self._domain.isActive():
+                self._domain.destroyFlags(libvirt.VIR_DOMAIN_DESTROY_GRACEFUL)
+            return
+        except libvirt.libvirtError as e:
+            if _code(e) in _NOT_RUNNING:
+                return  # stopped or deleted meanwhile
+        try:
+            self._domain.destroy()
+        except libvirt.libvirtError as e:
+            if _code(e) not in _NOT_RUNNING:
+                raise self._failed('destroy', e)
+
+    # -- managed save (suspend to disk) ---------------------------------------
+    def managed_save(self):
+        """Save the guest's memory to disk and stop it; the next
+        :meth:`launch` restores it."""
+        self._domain.managedSave(0)
+
+    def has_managed_save(self):
+        return bool(self._domain.hasManagedSaveImage(0))
+
+    def remove_managed_save(self):
+        """Drop the saved memory: the next launch boots afresh."""
+        self._domain.managedSaveRemove(0)
+
+    # -- definition ---------------------------------------------------------
+    def undefine(self):
+        """Remove the (stopped) domain's definition with its managed save
+        image and NVRAM; nothing to do if it is gone."""
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                 libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        try:
+            self._domain.undefineFlags(flags)
+        except libvirt.libvirtError as e:
+            if _code(e) not in _GONE:
+                raise self._failed('undefine', e)
