@@ -1,7 +1,7 @@
 """The all-in-one (``tools/allinone``) seen from a client.
 
 Where it keeps its state (``$AIO_HOME/aio.json``, written by
-tools/allinone.py), whether it is up, and an admin openstacksdk connection
+tools/aio), whether it is up, and an admin openstacksdk connection
 to its APIs on 127.0.0.1.  Used by ``tools/bench_network.py`` and the
 integration tests; openstacksdk is imported only when a connection is
 asked for (it is in the all-in-one's venv, not a requirement of

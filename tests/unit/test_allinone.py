@@ -1,0 +1,37 @@
+"""The all-in-one's service modules keep the contract tools.aio.stack
+runs (tools/aio/services/__init__.py)."""
+
+import testtools
+
+from tools.aio import services
+
+FUNCTIONS = ('configure', 'init', 'start', 'wait', 'stop')
+
+
+class TestServiceContract(testtools.TestCase):
+
+    def test_every_service_has_the_contract(self):
+        for svc in services.ORDER:
+            for name in FUNCTIONS:
+                self.assertTrue(callable(getattr(svc, name, None)),
+                                '%s.%s' % (svc.__name__, name))
+            self.assertIsInstance(svc.PROCESSES, list, svc.__name__)
+            self.assertTrue(svc.PROCESSES, svc.__name__)
+            self.assertLessEqual(set(svc.PORTS), set(svc.PROCESSES))
+            self.assertLessEqual(set(svc.CONFIG_FILES), set(svc.PROCESSES))
+            for entry in svc.CATALOG:
+                self.assertEqual(3, len(entry), svc.__name__)
+
+    def test_needs_come_earlier_in_the_order(self):
+        for i, svc in enumerate(services.ORDER):
+            for need in svc.NEEDS:
+                self.assertIn(need, services.ORDER[:i], svc.__name__)
+
+    def test_process_names_are_unique(self):
+        names = services.processes()
+        self.assertEqual(len(names), len(set(names)))
+        # what tools/allinone status, restart and the tests rely on
+        for name in ('mariadb', 'rabbitmq', 'keystone', 'nova-api',
+                     'neutron-macvtap-agent', 'nova-compute'):
+            self.assertIn(name, names)
+        self.assertEqual('nova-compute', names[-1])

@@ -1,0 +1,198 @@
+"""The objects in the cloud: the admin's client configuration, the catalog
+(service users, services, endpoints), the images, the flavors and the
+provider network.  All idempotent."""
+
+import json
+import os
+import textwrap
+
+from tools.aio import hostnet
+from tools.aio import process
+from tools.aio import settings
+from tools.aio import state
+
+FLAVORS = {
+    # name: (ram MiB, vcpus, disk GB, extra specs)
+    'clear.tiny': (128, 1, 1, {}),
+    'clear.tiny.cc': (128, 1, 1,
+                      {'trait:CUSTOM_CLEAR_CONTAINERS': 'required'}),
+}
+IMAGE = 'clear-busybox'
+IMAGE_EXIT = 'clear-busybox-exit'
+EXIT_COMMAND = ('init=/bin/sh -- -c '
+                '"echo hello from a Clear Container; exit 3"')
+# what the sample image prints on its console once its workload runs
+WORKLOAD_LINE = 'disk-init: up on'
+_conn = []
+
+
+def connection():
+    """An admin connection (one per run, new after ``catalog``)."""
+    if not _conn:
+        import openstack
+        _conn.append(openstack.connect(
+            auth_url=settings.KEYSTONE_URL, username='admin',
+            password=state.password('admin'), project_name='admin',
+            user_domain_name='Default', project_domain_name='Default',
+            region_name=settings.REGION,
+            compute_api_version=settings.COMPUTE_MICROVERSION,
+            identity_api_version='3'))
+    return _conn[0]
+
+
+def write_client_config():
+    """clouds.yaml (cloud ``nova-clear-aio``) and admin-openrc."""
+    auth = {'auth_url': settings.KEYSTONE_URL, 'username': 'admin',
+            'password': state.password('admin'), 'project_name': 'admin',
+            'user_domain_name': 'Default', 'project_domain_name': 'Default'}
+    clouds = {'clouds': {settings.CLOUD: {
+        'auth': auth, 'region_name': settings.REGION,
+        'identity_api_version': 3,
+        'compute_api_version': settings.COMPUTE_MICROVERSION}}}
+    with open(os.open(settings.CLOUDS_YAML,
+                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+              'w') as f:
+        json.dump(clouds, f, indent=2)  # JSON is YAML
+    with open(os.open(settings.ADMIN_OPENRC,
+                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+              'w') as f:
+        f.write(textwrap.dedent('''\
+            export OS_CLOUD=%s
+            export OS_CLIENT_CONFIG_FILE=%s
+            export PATH=%s:$PATH
+            ''' % (settings.CLOUD, settings.CLOUDS_YAML, settings.BIN)))
+
+
+def cli_env():
+    """The environment of an ``openstack`` command as the admin."""
+    env = dict(os.environ)
+    env['OS_CLOUD'] = settings.CLOUD
+    env['OS_CLIENT_CONFIG_FILE'] = settings.CLOUDS_YAML
+    return env
+
+
+def catalog(entries):
+    """Each ``(name, type, url)``: the service user ``name`` (admin and
+    service in project ``service``), the service and its endpoints."""
+    ident = connection().identity
+    service_project = ident.find_project('service') or \
+        ident.create_project(name='service', domain_id='default',
+                             description='OpenStack services')
+    admin_role = ident.find_role('admin')
+    service_role = ident.find_role('service') or \
+        ident.create_role(name='service')
+    for name, stype, url in entries:
+        u = ident.find_user(name, domain_id='default')
+        if u is None:
+            u = ident.create_user(name=name, password=state.password(name),
+                                  domain_id='default')
+        # an existing user keeps its password: changing it would revoke
+        # the tokens the running services hold
+        for role in (admin_role, service_role):
+            ident.assign_project_role_to_user(service_project, u, role)
+        svc = ident.find_service(name)
+        if svc is None:
+            svc = ident.create_service(name=name, type=stype)
+        have = {e.interface: e for e in ident.endpoints(service_id=svc.id)}
+        for interface in ('public', 'internal', 'admin'):
+            e = have.get(interface)
+            if e is None:
+                ident.create_endpoint(service_id=svc.id, interface=interface,
+                                      url=url, region_id=settings.REGION)
+            elif e.url != url:
+                ident.update_endpoint(e, url=url)
+    # a new token, whose catalog has the endpoints just made
+    _conn.clear()
+
+
+def provider_network():
+    """The shared flat provider network on ``hostnet.PHYSNET`` and its
+    IPv4 and IPv6 subnets (no DHCP, no RA)."""
+    net_api = connection().network
+    net = net_api.find_network(hostnet.NETWORK)
+    if net is None:
+        net = net_api.create_network(
+            name=hostnet.NETWORK, shared=True, provider_network_type='flat',
+            provider_physical_network=hostnet.PHYSNET)
+        process.say('created network %s (flat, physnet %s, shared)'
+                    % (hostnet.NETWORK, hostnet.PHYSNET))
+    if (net.provider_network_type, net.provider_physical_network) != \
+            ('flat', hostnet.PHYSNET):
+        raise process.Failure(
+            'network %s exists as %s/%s, not flat/%s: delete it and start '
+            'again' % (hostnet.NETWORK, net.provider_network_type,
+                       net.provider_physical_network, hostnet.PHYSNET))
+    if not net.is_shared:
+        net = net_api.update_network(net, shared=True)
+    pool = hostnet.POOL
+    want = {'gateway_ip': hostnet.GATEWAY, 'is_dhcp_enabled': False,
+            'dns_nameservers': [hostnet.GATEWAY],
+            'allocation_pools': [{'start': pool[0], 'end': pool[1]}]}
+    sub = net_api.find_subnet(hostnet.SUBNET, network_id=net.id)
+    if sub is None:
+        sub = net_api.create_subnet(
+            name=hostnet.SUBNET, network_id=net.id, ip_version=4,
+            cidr=hostnet.SUBNET_CIDR, **want)
+        process.say('created subnet %s %s, gateway %s, pool %s-%s, no DHCP'
+                    % (hostnet.SUBNET, hostnet.SUBNET_CIDR, hostnet.GATEWAY,
+                       pool[0], pool[1]))
+    elif sub.cidr != hostnet.SUBNET_CIDR:
+        raise process.Failure(
+            'subnet %s exists as %s, not %s: delete it and start again'
+            % (hostnet.SUBNET, sub.cidr, hostnet.SUBNET_CIDR))
+    else:
+        changes = {k: v for k, v in want.items() if getattr(sub, k) != v}
+        if changes:
+            sub = net_api.update_subnet(sub, **changes)
+    sub6 = net_api.find_subnet(hostnet.SUBNET6, network_id=net.id)
+    if sub6 is None:
+        sub6 = net_api.create_subnet(
+            name=hostnet.SUBNET6, network_id=net.id, ip_version=6,
+            cidr=hostnet.SUBNET6_CIDR, gateway_ip=hostnet.GATEWAY6,
+            is_dhcp_enabled=False)
+        process.say('created subnet %s %s, gateway %s, no DHCP, no RA'
+                    % (hostnet.SUBNET6, hostnet.SUBNET6_CIDR,
+                       hostnet.GATEWAY6))
+    elif sub6.cidr != hostnet.SUBNET6_CIDR:
+        raise process.Failure(
+            'subnet %s exists as %s, not %s: delete it and start again'
+            % (hostnet.SUBNET6, sub6.cidr, hostnet.SUBNET6_CIDR))
+    hostnet.record(network_id=net.id, subnet_id=sub.id, subnet6_id=sub6.id)
+
+
+def sample_image():
+    """The path of the sample disk image (a busybox root filesystem)."""
+    from nova_clear import samples
+    return samples.disk_image('fs')
+
+
+def images_and_flavors():
+    """The sample images and the flavors; returns ``{image name: id}``."""
+    conn = connection()
+    ids = {}
+    path = None
+    for name, props in ((IMAGE, {}),
+                        (IMAGE_EXIT, {'os_command_line': EXIT_COMMAND})):
+        img = None
+        for i in conn.image.images(name=name):
+            if i.status == 'active':
+                img = i
+            else:
+                conn.image.delete_image(i, ignore_missing=True)
+        if img is None:
+            path = path or sample_image()
+            process.say('uploading image %s' % name)
+            img = conn.image.create_image(
+                name=name, filename=path, disk_format='raw',
+                container_format='bare', visibility='public',
+                wait=True, validate_checksum=False, **props)
+        ids[name] = img.id
+    for name, (ram, vcpus, disk, specs) in FLAVORS.items():
+        f = conn.compute.find_flavor(name)
+        if f is None:
+            f = conn.compute.create_flavor(name=name, ram=ram, vcpus=vcpus,
+                                           disk=disk, is_public=True)
+        if specs:
+            conn.compute.create_flavor_extra_specs(f, specs)
+    state.update(images=ids, flavors=sorted(FLAVORS))
+    return ids
