@@ -34,6 +34,7 @@ from oslo_utils import units
 from nova import exception
 
 from nova_clear.i18n import _
+from nova_clear.images import disk as disk_images
 from nova_clear.images import oci
 from nova_clear.images import tarstream
 from nova_clear.images import workload as workload_mod
@@ -200,24 +201,14 @@ class RootfsCache:
         is checked again under its digest's lock, with ``in_use()`` read
         afresh: get() records new references under that lock.
         """
-        removed = []
         if not os.path.isdir(self.path):
-            return removed
-        snapshot = in_use()
-        for name in sorted(os.listdir(self.path)):
-            if not name.endswith('.ext4'):
-                continue
-            path = os.path.join(self.path, name)
-            digest = name[:-len('.ext4')]
-            if not self._unused(path, snapshot, min_age):
-                continue
-            with self._lock(digest):
-                if not self._unused(path, in_use(), min_age):
-                    continue
-                self._remove(digest)
-            LOG.info('Removed unused container root filesystem %s', digest)
-            removed.append(digest)
-        return removed
+            return []
+        digests = sorted(n[:-len('.ext4')] for n in os.listdir(self.path)
+                         if n.endswith('.ext4'))
+        return disk_images.sweep(
+            digests, lambda d, used: self._unused(
+                os.path.join(self.path, d + '.ext4'), used, min_age),
+            self._lock, self._remove, in_use, 'container root filesystem')
 
     def _remove(self, digest):
         """Everything of ``digest``, its index entries included; under the

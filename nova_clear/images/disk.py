@@ -53,6 +53,25 @@ def _meta(image_meta, field, default=None):
         else default
 
 
+def sweep(keys, unused, lock, remove, in_use, what):
+    """The cache pass of both caches: each of ``keys`` that ``unused(key,
+    in_use())`` finds unused is checked again under ``lock(key)`` with
+    ``in_use()`` read afresh (spawns record their references under that
+    lock), then removed; returns the removed keys."""
+    removed = []
+    snapshot = in_use()
+    for key in keys:
+        if not unused(key, snapshot):
+            continue
+        with lock(key):
+            if not unused(key, in_use()):
+                continue
+            remove(key)
+        LOG.info('Removed unused %s %s', what, key)
+        removed.append(key)
+    return removed
+
+
 class ImageCache:
     """Thread- and process-safe cache of Glance disk images."""
 
@@ -189,18 +208,9 @@ class ImageCache:
         checked again under its lock with ``in_use()`` read afresh, since
         get() records new references under that lock.
         """
-        removed = []
-        snapshot = in_use()
-        for image_id in self.cached_ids():
-            if not self._unused(image_id, snapshot, min_age):
-                continue
-            with self._lock(image_id):
-                if not self._unused(image_id, in_use(), min_age):
-                    continue
-                self.remove(image_id)
-            LOG.info('Removed unused cached image %s', image_id)
-            removed.append(image_id)
-        return removed
+        return sweep(self.cached_ids(), lambda i, used: self._unused(
+            i, used, min_age), self._lock, self.remove, in_use,
+            'cached image')
 
     def cached_ids(self):
         return sorted(f[:-5] for f in os.listdir(self.path)
