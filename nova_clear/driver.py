@@ -35,6 +35,7 @@ from nova_clear.images import disk as disk_images
 from nova_clear import instance_disks
 from nova_clear import privsep as clear_privsep
 from nova_clear import resources
+from nova_clear import snapshot as clear_snapshot
 from nova_clear import storage
 from nova_clear import vif as clear_vif
 from nova_clear import vif_events
@@ -450,6 +451,14 @@ class ClearDriver(driver.ComputeDriver):
             guest = self.host.find(instance.uuid)
             if guest is None or not guest.is_active():
                 self._restart(context, instance, network_info, guest)
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        """A disk image of the flattened disk, or a container image with
+        one more layer (:mod:`nova_clear.snapshot`); live, paused only
+        while the instance's own disk is copied."""
+        clear_snapshot.Snapshotter(self).snapshot(
+            context, instance, image_id, update_task_state,
+            _instance_lock(instance))
 
     # -- image cache ----------------------------------------------------------
     def manage_image_cache(self, context, all_instances):

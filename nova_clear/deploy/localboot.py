@@ -35,8 +35,10 @@ class LocalGlance:
     production.
     """
 
-    def __init__(self):
+    def __init__(self, store=None):
         self.images = {}
+        # where uploaded image data goes (snapshots); a directory
+        self.store = store
 
     def add(self, path, disk_format, size=None, properties=None,
             container_format='bare'):
@@ -56,8 +58,57 @@ class LocalGlance:
             meta = dict(self.images[str(image_id)])
         except KeyError:
             raise exception.ImageNotFound(image_id=image_id)
-        meta.pop('path')
+        meta.pop('path', None)
         return meta
+
+    def create(self, context, image_meta, data=None):
+        """A new image record, as the compute API makes one for a snapshot
+        (``queued``, no data yet)."""
+        image_id = str(uuid.uuid4())
+        meta = {k: v for k, v in image_meta.items() if k != 'id'}
+        meta['properties'] = dict(meta.get('properties') or {})
+        meta.update(id=image_id, status='queued', size=0, path=None)
+        self.images[image_id] = meta
+        if data is not None:
+            return self.update(context, image_id, {}, data)
+        return self.show(context, image_id)
+
+    def update(self, context, image_id, image_meta, data=None,
+               purge_props=True):
+        """Nova's ``glance.API().update``: metadata (properties merged
+        unless ``purge_props``), and the image data from the file object
+        ``data``, stored under ``store``."""
+        try:
+            image = self.images[str(image_id)]
+        except KeyError:
+            raise exception.ImageNotFound(image_id=image_id)
+        for key, value in image_meta.items():
+            if key == 'properties':
+                if purge_props:
+                    image['properties'] = {}
+                image['properties'].update(value)
+            elif key not in ('id', 'location'):
+                image[key] = value
+        if data is not None:
+            if self.store is None:
+                raise RuntimeError('LocalGlance() was given no store for '
+                                   'image data')
+            os.makedirs(self.store, exist_ok=True)
+            path = os.path.join(self.store, str(image_id))
+            with open(path, 'wb') as out:
+                shutil.copyfileobj(data, out, 1 << 20)
+            image.update(path=path, size=os.path.getsize(path),
+                         status='active')
+        return self.show(context, image_id)
+
+    def delete(self, context, image_id):
+        image = self.images.pop(str(image_id), None)
+        if image is None:
+            raise exception.ImageNotFound(image_id=image_id)
+        if image.get('path') and self.store and \
+                os.path.dirname(image['path']) == self.store:
+            os.unlink(image['path'])
+        return True
 
     def download(self, context, image_id, data=None, dst_path=None,
                  trusted_certs=None):

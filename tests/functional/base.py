@@ -111,7 +111,7 @@ class FunctionalTestCase(testtools.TestCase):
             os.path.join(worker_dir(), 'privsep.conf'))
         self.conf.config(group='nova_sys_admin', helper_command=helper)
         self.conf.config(group='clear_sys_admin', helper_command=helper)
-        self.glance = localboot.LocalGlance()
+        self.glance = localboot.LocalGlance(os.path.join(self.tmp, 'glance'))
         self.addCleanup(self.glance.install())
         self.context = nova_context.RequestContext('fake-user', 'fake-project',
                                                    is_admin=True)

@@ -50,6 +50,33 @@ class TestLocalGlance(testtools.TestCase):
             undo()
         self.assertIs(original, nova_glance.get_default_image_service)
 
+    def test_create_update_upload_delete_as_snapshots_do(self):
+        self.glance.store = os.path.join(self.tmp, 'store')
+        undo = self.glance.install()
+        try:
+            api = nova_glance.API()
+            image = api.create(self.ctx, {'name': 'snap', 'properties': {
+                'inherited': '1', 'image_type': 'snapshot'}})
+            self.assertEqual('queued', image['status'])
+            with open(self.path, 'rb') as data:
+                api.update(self.ctx, image['id'], {
+                    'disk_format': 'qcow2', 'container_format': 'bare',
+                    'properties': {'image_location': 'snapshot'}},
+                    data)
+            meta = api.get(self.ctx, image['id'])
+            self.assertEqual(('qcow2', 'active', 4096), (
+                meta['disk_format'], meta['status'], meta['size']))
+            self.assertEqual({'inherited': '1', 'image_type': 'snapshot',
+                              'image_location': 'snapshot'},
+                             meta['properties'])
+            stored = self.glance.images[image['id']]['path']
+            api.delete(self.ctx, image['id'])
+            self.assertFalse(os.path.exists(stored))
+            self.assertRaises(exception.ImageNotFound, api.get, self.ctx,
+                              image['id'])
+        finally:
+            undo()
+
     def test_image_meta_and_instance(self):
         meta = self.glance.image_meta(self.image_id)
         self.assertEqual(self.image_id, meta.id)
