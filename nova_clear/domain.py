@@ -55,6 +55,33 @@ class BootConfig:
     # arguments (nova_clear.guest.network.cmdline_args).
     interfaces: tuple = ()
     network_args: tuple = ()
+    # Rescue (nova_clear.rescue): more read-write disks, (path, format)
+    # pairs attached after the config drive, and the device the agent boots
+    # from in disk-image mode when it is not /dev/vda (stable device
+    # rescue: the rescue disk comes after the instance's own disks).
+    extra_disks: tuple = ()
+    root_dev: str = None
+
+
+def container_mode(boot):
+    """The agent assembles a container root (vda image, vdb writable)."""
+    return bool(boot.upper_disk_path) and not boot.root_dev
+
+
+def disk_devices(boot):
+    """[(dev, path, format, readonly)] in the order the guest sees them
+    (virtio-mmio probe order: vda, vdb, ...)."""
+    disks = []
+    if boot.upper_disk_path:
+        disks.append((boot.disk_path, 'raw', True))
+        disks.append((boot.upper_disk_path, 'raw', False))
+    else:
+        disks.append((boot.disk_path, boot.disk_format, False))
+    if boot.config_drive_path:
+        disks.append((boot.config_drive_path, 'raw', True))
+    disks.extend((path, fmt, False) for path, fmt in boot.extra_disks)
+    return [('vd' + chr(ord('a') + i), path, fmt, ro)
+            for i, (path, fmt, ro) in enumerate(disks)]
 
 
 def kernel_cmdline(instance, image_meta, boot):
@@ -63,8 +90,10 @@ def kernel_cmdline(instance, image_meta, boot):
     if boot.virt_type == 'qemu':
         args.append('tsc_early_khz=%d' % TCG_TSC_KHZ)
     args.append('nova_clear.uuid=%s' % instance.uuid)
-    if boot.upper_disk_path:
+    if container_mode(boot):
         args.append('nova_clear.mode=container')
+    if boot.root_dev:
+        args.append('nova_clear.root=%s' % boot.root_dev)
     if boot.config_drive_path:
         args.append('nova_clear.configdrive=/dev/%s' % (
             'vdc' if boot.upper_disk_path else 'vdb'))
@@ -77,7 +106,7 @@ def kernel_cmdline(instance, image_meta, boot):
     props = image_meta.properties
     user = props.get('os_command_line') if 'os_command_line' in props \
         else None
-    if user and not boot.upper_disk_path:
+    if user and not container_mode(boot):
         # The image's own arguments come last: "init=/app -- args" reaches
         # the agent as the workload and its argv.
         args.append(user.strip())
@@ -213,14 +242,8 @@ def domain_xml(instance, flavor, image_meta, boot):
     _sub(root, 'on_crash', 'destroy')
 
     devices = _sub(root, 'devices')
-    if boot.upper_disk_path:
-        _disk(devices, boot, boot.disk_path, 'raw', 'vda', readonly=True)
-        _disk(devices, boot, boot.upper_disk_path, 'raw', 'vdb')
-    else:
-        _disk(devices, boot, boot.disk_path, boot.disk_format, 'vda')
-    if boot.config_drive_path:
-        _disk(devices, boot, boot.config_drive_path, 'raw',
-              'vdc' if boot.upper_disk_path else 'vdb', readonly=True)
+    for dev, path, fmt, readonly in disk_devices(boot):
+        _disk(devices, boot, path, fmt, dev, readonly=readonly)
 
     for iface in boot.interfaces:
         _interface(devices, boot, iface)

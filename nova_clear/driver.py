@@ -34,6 +34,7 @@ from nova_clear.images import container
 from nova_clear.images import disk as disk_images
 from nova_clear import instance_disks
 from nova_clear import privsep as clear_privsep
+from nova_clear import rescue
 from nova_clear import resources
 from nova_clear import snapshot as clear_snapshot
 from nova_clear import storage
@@ -354,9 +355,12 @@ class ClearDriver(driver.ComputeDriver):
             if guest.has_managed_save():
                 # A reboot boots afresh, it does not resume saved memory.
                 guest.remove_managed_save()
-        image_meta = objects.ImageMeta.from_instance(instance)
-        self.disks.ensure(context, instance, image_meta, files)
-        guest = self._define(instance, image_meta, files, network_info)
+        if rescue.is_rescued(files):
+            guest = self.host.lookup(instance.uuid)  # boot the rescue again
+        else:
+            image_meta = objects.ImageMeta.from_instance(instance)
+            self.disks.ensure(context, instance, image_meta, files)
+            guest = self._define(instance, image_meta, files, network_info)
         self._replug(instance, network_info)
         guest.launch()
 
@@ -459,6 +463,16 @@ class ClearDriver(driver.ComputeDriver):
         clear_snapshot.Snapshotter(self).snapshot(
             context, instance, image_id, update_task_state,
             _instance_lock(instance))
+
+    # -- rescue (nova_clear.rescue) -----------------------------------------
+    def rescue(self, context, instance, network_info, image_meta,
+               rescue_password, block_device_info, share_info=None):
+        with _instance_lock(instance):
+            rescue.rescue(self, context, instance, network_info, image_meta)
+
+    def unrescue(self, context, instance):
+        with _instance_lock(instance):
+            rescue.unrescue(self, context, instance)
 
     # -- image cache ----------------------------------------------------------
     def manage_image_cache(self, context, all_instances):

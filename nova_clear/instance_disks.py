@@ -111,9 +111,13 @@ class InstanceDisks:
         def local_files():
             names = os.listdir(instances_path) \
                 if os.path.isdir(instances_path) else []
-            return [storage.InstanceFiles(instances_path, name)
-                    for name in names
-                    if uuidutils.is_uuid_like(name)]  # not _clear_base...
+            files = [storage.InstanceFiles(instances_path, name)
+                     for name in names
+                     if uuidutils.is_uuid_like(name)]  # not _clear_base...
+            # A rescued instance's rescue image (nova_clear.rescue).
+            return files + [storage.InstanceFiles(f.dir, 'rescue')
+                            for f in files
+                            if os.path.isdir(os.path.join(f.dir, 'rescue'))]
 
         def images_in_use():
             return image_ids | {ref for ref in (f.image_ref()

@@ -155,9 +155,24 @@ def interfaces(network_info):
     return tuple(interface(vif) for vif in network_info or ())
 
 
-def plug_events(network_info):
+def plug_events(network_info, rebuilding=False):
     """The ``network-vif-plugged`` events to wait for before the guest
-    runs: ports Neutron still reports down (as nova's libvirt driver)."""
+    runs: ports Neutron still reports down (as nova's libvirt driver's
+    ``_get_neutron_events``).
+
+    None when ``rebuilding`` (spawn called by Nova's rebuild): the ports
+    stayed bound to the instance all along, and the ``network_info`` Nova
+    passes is its cache (``instance.get_network_info()``), whose
+    ``active`` may be stale - False from before the first boot's event
+    (the cache heals only periodically) or from a stop.  Neutron sends
+    ``network-vif-plugged`` only on a DOWN -> ACTIVE transition, which a
+    port whose macvtap or tap device is deleted and made again by destroy
+    and spawn (between two polls of its agent) never makes: waiting ends
+    in VifPlugTimeout.  nova's libvirt driver does the same on hard reboot
+    (``vifs_already_plugged=True``) for the same reason.
+    """
+    if rebuilding:
+        return []
     return [('network-vif-plugged', vif['id'])
             for vif in network_info or ()
             if vif.get('active', True) is False]

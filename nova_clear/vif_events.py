@@ -12,6 +12,7 @@ import time
 
 from oslo_log import log as logging
 
+from nova.compute import task_states
 import nova.conf
 from nova import exception
 
@@ -23,6 +24,13 @@ LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 
 
+def is_rebuild(instance):
+    """True while Nova's rebuild spawns the instance again (its default
+    rebuild: destroy, then spawn with task_state rebuild_spawning)."""
+    return (instance.obj_attr_is_set('task_state') and
+            instance.task_state == task_states.REBUILD_SPAWNING)
+
+
 def plug_and_launch(virtapi, instance, guest, network_info):
     """Plug the instance's ports and launch ``guest``; with ports Neutron
     still reports down, paused until their events arrived (or
@@ -32,7 +40,8 @@ def plug_and_launch(virtapi, instance, guest, network_info):
     ClearContainerStartFailed from the launch.
     """
     timeout = CONF.vif_plugging_timeout
-    events = clear_vif.plug_events(network_info) if timeout else []
+    events = clear_vif.plug_events(
+        network_info, rebuilding=is_rebuild(instance)) if timeout else []
     if not events:
         vif_plug.plug(instance, network_info)
         guest.launch()
