@@ -23,6 +23,7 @@ from nova.virt import driver
 from nova.virt import hardware
 import nova.virt.node
 
+from nova_clear import capabilities as clear_capabilities
 from nova_clear import conf as clear_conf
 from nova_clear import domain
 from nova_clear import exception as clear_exc
@@ -58,50 +59,7 @@ def _instance_lock(instance):
 class ClearDriver(driver.ComputeDriver):
     """Runs every Nova instance as a Clear Container."""
 
-    capabilities = {
-        # manage_image_cache removes cached images and container root
-        # filesystems no instance uses any more.
-        'has_imagecache': True,
-        'supports_evacuate': False,
-        'supports_migrate_to_same_host': False,
-        # microvm has no bus that hot-plugs: virtio-mmio devices exist
-        # from boot to power-off, and the agent configures addresses once.
-        # Ports are chosen at server create; change them by rebuilding.
-        'supports_attach_interface': False,
-        'supports_device_tagging': False,
-        'supports_tagged_attach_interface': False,
-        'supports_tagged_attach_volume': False,
-        'supports_extend_volume': False,
-        'supports_multiattach': False,
-        'supports_trusted_certs': False,
-        'supports_pcpus': False,
-        'supports_accelerators': False,
-        'supports_bfv_rescue': False,
-        'supports_vtpm': False,
-        'supports_secure_boot': False,
-        'supports_socket_pci_numa_affinity': False,
-        'supports_remote_managed_ports': False,
-        'supports_address_space_passthrough': False,
-        'supports_address_space_emulated': False,
-        'supports_virtio_fs': False,
-        'supports_mem_backing_file': False,
-        'supports_ephemeral_encryption': False,
-        'supports_ephemeral_encryption_luks': False,
-        'supports_ephemeral_encryption_plain': False,
-        # Disk images are cached as Glance serves them and booted through
-        # a qcow2 overlay: raw and qcow2 only.
-        'supports_image_type_aki': False,
-        'supports_image_type_ami': False,
-        'supports_image_type_ari': False,
-        'supports_image_type_iso': False,
-        'supports_image_type_qcow2': True,
-        'supports_image_type_raw': True,
-        'supports_image_type_vdi': False,
-        'supports_image_type_vhd': False,
-        'supports_image_type_vhdx': False,
-        'supports_image_type_vmdk': False,
-        'supports_image_type_ploop': False,
-    }
+    capabilities = clear_capabilities.CAPABILITIES
 
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi)
