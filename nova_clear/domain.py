@@ -18,6 +18,8 @@ firmware instead of SeaBIOS.
 import dataclasses
 from xml.etree import ElementTree as ET
 
+from nova_clear import exception as clear_exc
+
 NS_URI = 'https://opendev.org/x/nova-clear/instance/1.0'
 NS_PREFIX = 'nova-clear'
 # Under TCG the guest's early TSC calibration against a slow emulated PIT
@@ -61,6 +63,11 @@ class BootConfig:
     # rescue: the rescue disk comes after the instance's own disks).
     extra_disks: tuple = ()
     root_dev: str = None
+    # Disk I/O limits, ((iotune element, value), ...) from disk_iotune():
+    # on every disk of the instance but the config drive.  On q35 they are
+    # the disks' <iotune>; on microvm our metadata's <iotune>, which
+    # libvirt_guest applies after each start (see _iotune_metadata).
+    iotune: tuple = ()
 
 
 def container_mode(boot):
@@ -82,6 +89,52 @@ def disk_devices(boot):
     disks.extend((path, fmt, False) for path, fmt in boot.extra_disks)
     return [('vd' + chr(ord('a') + i), path, fmt, ro)
             for i, (path, fmt, ro) in enumerate(disks)]
+
+
+# The flavor extra specs nova's libvirt driver turns into <iotune>
+# ("quota:disk_" + name; libvirt's element of the same name).
+IOTUNE_SPECS = ('read_bytes_sec', 'read_iops_sec', 'write_bytes_sec',
+                'write_iops_sec', 'total_bytes_sec', 'total_iops_sec')
+
+
+def disk_iotune(flavor):
+    """BootConfig.iotune from a flavor's extra specs: the
+    ``quota:disk_*`` limits that are set and not 0 (0: no limit), in
+    IOTUNE_SPECS order.  InvalidFlavorDiskQuota for a value that is not a
+    non-negative integer, or a total limit combined with a read or write
+    limit of the same metric (QEMU refuses the pair)."""
+    try:
+        return _iotune((flavor.extra_specs
+                        if flavor.obj_attr_is_set('extra_specs') else None)
+                       or {})
+    except ValueError as e:
+        raise clear_exc.InvalidFlavorDiskQuota(flavor=flavor.name, reason=e)
+
+
+def _iotune(extra_specs):
+    limits = {}
+    for name in IOTUNE_SPECS:
+        raw = extra_specs.get('quota:disk_' + name)
+        if raw is None:
+            continue
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise ValueError('quota:disk_%s must be a non-negative integer, '
+                             'not %r' % (name, raw))
+        if value:
+            limits[name] = value
+    for metric in ('bytes', 'iops'):
+        if 'total_%s_sec' % metric in limits and (
+                'read_%s_sec' % metric in limits or
+                'write_%s_sec' % metric in limits):
+            raise ValueError('quota:disk_total_%s_sec cannot be combined '
+                             'with quota:disk_read_%s_sec or '
+                             'quota:disk_write_%s_sec' % ((metric,) * 3))
+    return tuple((name, limits[name]) for name in IOTUNE_SPECS
+                 if name in limits)
 
 
 def kernel_cmdline(instance, image_meta, boot):
@@ -128,12 +181,16 @@ def _mmio(parent, boot):
         _sub(parent, 'address', type='virtio-mmio')
 
 
-def _disk(devices, boot, path, fmt, dev, readonly=False):
+def _disk(devices, boot, path, fmt, dev, readonly=False, iotune=True):
     disk = _sub(devices, 'disk', type='file', device='disk')
     _sub(disk, 'driver', name='qemu', type=fmt, cache=boot.disk_cache,
          **({} if readonly else {'discard': 'unmap'}))
     _sub(disk, 'source', file=path)
     _sub(disk, 'target', dev=dev, bus='virtio')
+    if iotune and boot.iotune and boot.machine_type != 'microvm':
+        tune = _sub(disk, 'iotune')
+        for name, value in boot.iotune:
+            _sub(tune, name, value)
     if readonly:
         # Shared by every instance of the image.
         _sub(disk, 'readonly')
@@ -183,7 +240,42 @@ def _no_default_devices(devices):
     _sub(devices, 'memballoon', model='none')
 
 
-def _metadata(root, instance, flavor, image_meta, host):
+def _limited_disks(boot):
+    """Targets of the disks the I/O limits apply to."""
+    return ('vda', 'vdb') if boot.upper_disk_path else ('vda',)
+
+
+def _iotune_metadata(inst, boot):
+    # libvirt (9.0 and later as of 11.x) finds a virtio disk's throttling
+    # at the QOM path /machine/peripheral/<alias>/virtio-backend, which
+    # only virtio-pci devices have: on microvm's virtio-mmio disks a
+    # domain with <iotune> does not start ("Device ... not found") and
+    # virDomainSetBlockIoTune fails.  QEMU itself throttles them, given
+    # the device's id (libvirt_guest.Guest.launch does so).
+    if not boot.iotune or boot.machine_type != 'microvm':
+        return
+    el = ET.SubElement(inst, '{%s}iotune' % NS_URI)
+    el.set('disks', ' '.join(_limited_disks(boot)))
+    for name, value in boot.iotune:
+        el.set(name, str(value))
+
+
+def iotune_of_metadata(element_xml):
+    """(disk targets, {iotune name: value}) our metadata element asks
+    libvirt_guest to apply after a start; None if it asks nothing."""
+    try:
+        inst = ET.fromstring(element_xml)
+    except ET.ParseError:
+        return None
+    for child in inst:
+        if child.tag.rsplit('}', 1)[-1] == 'iotune':
+            limits = {k: int(v) for k, v in child.attrib.items()
+                      if k in IOTUNE_SPECS}
+            return tuple(child.get('disks', '').split()), limits
+    return None
+
+
+def _metadata(root, instance, flavor, image_meta, host, boot):
     meta = _sub(root, 'metadata')
     inst = ET.SubElement(meta, '{%s}instance' % NS_URI)
     ET.SubElement(inst, '{%s}host' % NS_URI).set('name', host)
@@ -199,6 +291,7 @@ def _metadata(root, instance, flavor, image_meta, host):
     owner = ET.SubElement(inst, '{%s}owner' % NS_URI)
     owner.set('project', str(getattr(instance, 'project_id', '') or ''))
     owner.set('user', str(getattr(instance, 'user_id', '') or ''))
+    _iotune_metadata(inst, boot)
 
 
 def domain_xml(instance, flavor, image_meta, boot):
@@ -212,7 +305,7 @@ def domain_xml(instance, flavor, image_meta, boot):
     root = ET.Element('domain', type=boot.virt_type)
     _sub(root, 'name', instance.name)
     _sub(root, 'uuid', instance.uuid)
-    _metadata(root, instance, flavor, image_meta, boot.host)
+    _metadata(root, instance, flavor, image_meta, boot.host, boot)
     _sub(root, 'memory', flavor.memory_mb, unit='MiB')
     _sub(root, 'vcpu', flavor.vcpus, placement='static')
 
@@ -243,7 +336,8 @@ def domain_xml(instance, flavor, image_meta, boot):
 
     devices = _sub(root, 'devices')
     for dev, path, fmt, readonly in disk_devices(boot):
-        _disk(devices, boot, path, fmt, dev, readonly=readonly)
+        _disk(devices, boot, path, fmt, dev, readonly=readonly,
+              iotune=path != boot.config_drive_path)
 
     for iface in boot.interfaces:
         _interface(devices, boot, iface)

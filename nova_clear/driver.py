@@ -25,6 +25,8 @@ import nova.virt.node
 
 from nova_clear import capabilities as clear_capabilities
 from nova_clear import conf as clear_conf
+from nova_clear import cpu_traits
+from nova_clear import diagnostics
 from nova_clear import domain
 from nova_clear import exception as clear_exc
 from nova_clear.guest import assets as guest_assets
@@ -77,6 +79,7 @@ class ClearDriver(driver.ComputeDriver):
         self.disks = instance_disks.InstanceDisks(self.image_cache,
                                                   self.rootfs_cache)
         self.virt_type = None
+        self.cpu_traits = cpu_traits.CpuTraits(self.host)
 
     # -- service life -----------------------------------------------------
     def init_host(self, host):
@@ -150,6 +153,7 @@ class ClearDriver(driver.ComputeDriver):
         traits.update(t for t, supported in
                       self.capabilities_as_traits().items() if supported)
         provider_tree.add_traits(nodename, *sorted(traits))
+        self.cpu_traits.apply(provider_tree, nodename, self.virt_type)
 
     # -- instances ----------------------------------------------------------
     def list_instances(self):
@@ -206,6 +210,7 @@ class ClearDriver(driver.ComputeDriver):
             interfaces=(interfaces if interfaces is not None
                         else self._interfaces(instance, network_info)),
             network_args=tuple(guest_network.cmdline_args(network_info)),
+            iotune=domain.disk_iotune(instance.flavor),
         )
 
     @staticmethod
@@ -431,6 +436,19 @@ class ClearDriver(driver.ComputeDriver):
     def unrescue(self, context, instance):
         with _instance_lock(instance):
             rescue.unrescue(self, context, instance)
+
+    # -- diagnostics (nova_clear.diagnostics), crash dump --------------------
+    def trigger_crash_dump(self, instance):
+        self.host.lookup(instance.uuid).inject_nmi()
+
+    get_host_uptime = staticmethod(diagnostics.host_uptime)
+
+    def get_diagnostics(self, instance):
+        return diagnostics.legacy(self.host.lookup(instance.uuid))
+
+    def get_instance_diagnostics(self, instance):
+        return diagnostics.instance_diagnostics(
+            self.host.lookup(instance.uuid), instance, self.virt_type)
 
     # -- image cache ----------------------------------------------------------
     def manage_image_cache(self, context, all_instances):

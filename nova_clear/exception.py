@@ -54,6 +54,12 @@ class GuestOperationFailed(exception.NovaException):
                 '%(reason)s')
 
 
+class InvalidFlavorDiskQuota(exception.InstanceDeployFailure):
+    """quota:disk_* extra specs QEMU cannot apply (nova_clear.domain)."""
+    msg_fmt = _('The disk I/O limits (quota:disk_*) of flavor %(flavor)s '
+                'are unusable: %(reason)s')
+
+
 class PortNotPluggable(exception.InstanceDeployFailure):
     msg_fmt = _('Cannot plug the network ports of %(name)s: %(reason)s')
 

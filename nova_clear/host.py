@@ -243,6 +243,26 @@ class Host:
     def hostname(self):
         return self._call('getHostname', self.get_connection().getHostname)
 
+    def capabilities(self):
+        """The host's capabilities XML (virConnectGetCapabilities)."""
+        return self._call('getCapabilities',
+                          self.get_connection().getCapabilities)
+
+    def expand_cpu(self, cpu_xml):
+        """``cpu_xml`` (a <cpu> element) with every feature listed, its
+        model's included (virConnectBaselineCPU with EXPAND_FEATURES, as
+        nova's libvirt driver resolves CPU models); None if libvirt cannot
+        (VIR_ERR_NO_SUPPORT)."""
+        try:
+            return self._call(
+                'baselineCPU', self.get_connection().baselineCPU, [cpu_xml],
+                libvirt.VIR_CONNECT_BASELINE_CPU_EXPAND_FEATURES)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                raise
+            LOG.debug('libvirt cannot expand CPU models: %s', e)
+            return None
+
     def version(self):
         conn = self.get_connection()
         return conn.getLibVersion(), conn.getVersion()

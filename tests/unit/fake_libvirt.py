@@ -5,6 +5,7 @@ tests/functional (define/start/destroy/undefine, states, managed save,
 metadata lookup, errors).
 """
 
+import json
 from xml.etree import ElementTree as ET
 
 import libvirt
@@ -16,6 +17,24 @@ def _error(code, msg):
     err = libvirt.libvirtError(msg)
     err.err = (code, 0, msg, 0, None, None, None, 0, 0)
     return err
+
+
+# A host CPU as libvirt lists it: features beyond its model's (kvm64).
+HOST_CAPABILITIES = """<capabilities><host><cpu><arch>x86_64</arch>
+<model>kvm64</model><vendor>AMD</vendor>
+<feature name='avx2'/><feature name='aes'/><feature name='ssse3'/>
+</cpu></host></capabilities>"""
+
+BASELINE = {
+    'kvm64': """<cpu mode='custom' match='exact'><model>kvm64</model>
+<feature policy='require' name='sse'/><feature policy='require' name='sse2'/>
+<feature policy='require' name='avx2'/><feature policy='require' name='aes'/>
+<feature policy='require' name='ssse3'/>
+<feature policy='disable' name='svm'/></cpu>""",
+    'qemu64': """<cpu mode='custom' match='exact'><model>qemu64</model>
+<feature policy='require' name='sse'/><feature policy='require' name='sse2'/>
+<feature policy='require' name='svm'/></cpu>""",
+}
 
 
 class FakeDomain:
@@ -30,11 +49,26 @@ class FakeDomain:
         self._ours = inst is not None
         self._meta = ET.tostring(inst, encoding='unicode') \
             if inst is not None else None
-        self.vcpus = int(root.findtext('vcpu') or 1)
+        self.nr_vcpus = int(root.findtext('vcpu') or 1)
         self.memory_kib = int(root.findtext('memory') or 128) * 1024
         self.st = libvirt.VIR_DOMAIN_SHUTOFF
         self.saved = False
         self.fail_start = None
+        # Stats of a running domain, as tests set them.
+        self.disks = [d.find('target').get('dev')
+                      for d in root.findall('devices/disk')]
+        self.block = {dev: (n + 1, 1000 * (n + 1), n, 500 * n, 0)
+                      for n, dev in enumerate(self.disks)}
+        self.nics = {i.find('target').get('dev'):
+                     (100, 2, 0, 0, 200, 3, 0, 1)
+                     for i in root.findall('devices/interface')
+                     if i.find('target') is not None}
+        self.mem_stats = {'actual': self.memory_kib, 'rss': 54321}
+        # QEMU's throttling per device id (block_set_io_throttle).
+        self.throttle = {}
+        # injectNMI: None (works), or the libvirt error code to raise.
+        self.nmi_error = None
+        self.nmis = 0
 
     def name(self):
         return self._name
@@ -52,7 +86,42 @@ class FakeDomain:
 
     def info(self):
         self._gone()
-        return [self.st, self.memory_kib, self.memory_kib, self.vcpus, 0]
+        return [self.st, self.memory_kib, self.memory_kib, self.nr_vcpus, 0]
+
+    def vcpus(self):
+        self._running()
+        return ([(n, 1, 1000000 * (n + 1), n) for n in range(self.nr_vcpus)],
+                [(True,) for _ in range(self.nr_vcpus)])
+
+    def blockStats(self, dev):
+        self._running()
+        if 'microvm' in self.xml:
+            # libvirt looks for /machine/peripheral/<alias>/virtio-backend
+            raise _error(libvirt.VIR_ERR_INTERNAL_ERROR,
+                         'cannot find statistics for device')
+        if dev not in self.block:
+            raise _error(libvirt.VIR_ERR_INVALID_ARG,
+                         'invalid path: %s' % dev)
+        return self.block[dev]
+
+    def interfaceStats(self, dev):
+        self._running()
+        if dev not in self.nics:
+            raise _error(libvirt.VIR_ERR_INVALID_ARG,
+                         'invalid path, \'%s\' is not a known interface'
+                         % dev)
+        return self.nics[dev]
+
+    def memoryStats(self):
+        self._running()
+        return dict(self.mem_stats)
+
+    def injectNMI(self, flags):
+        self._gone()
+        if self.nmi_error is not None:
+            raise _error(self.nmi_error, 'NMI refused')
+        self._running()
+        self.nmis += 1
 
     def metadata(self, kind, uri):
         if not self._ours or uri != domain_xml.NS_URI:
@@ -60,7 +129,48 @@ class FakeDomain:
         return self._meta
 
     def XMLDesc(self, flags):
-        return self.xml
+        if flags & libvirt.VIR_DOMAIN_XML_INACTIVE or not self.isActive():
+            return self.xml
+        # Live: libvirt's aliases of the disks.
+        root = ET.fromstring(self.xml)
+        for n, disk in enumerate(root.findall('devices/disk')):
+            ET.SubElement(disk, 'alias', name='virtio-disk%d' % n)
+        return ET.tostring(root, encoding='unicode')
+
+    def blockIoTune(self, dev, flags):
+        self._running()
+        if 'microvm' in self.xml:
+            # libvirt looks for /machine/peripheral/<alias>/virtio-backend
+            raise _error(libvirt.VIR_ERR_INTERNAL_ERROR,
+                         'cannot find throttling info for device')
+        root = ET.fromstring(self.xml)
+        for disk in root.findall('devices/disk'):
+            if disk.find('target').get('dev') == dev:
+                tune = disk.find('iotune')
+                return {e.tag: int(e.text) for e in
+                        (tune if tune is not None else ())}
+        raise _error(libvirt.VIR_ERR_INVALID_ARG, 'disk %s not found' % dev)
+
+    def qmp(self, command):
+        """What QEMU answers the few QMP commands the driver sends."""
+        self._running()
+        cmd = json.loads(command)
+        args = cmd.get('arguments', {})
+        if cmd['execute'] == 'block_set_io_throttle':
+            self.throttle[args.pop('id')] = args
+            return {}
+        if cmd['execute'] == 'query-blockstats':
+            return [{'qdev': 'virtio-disk%d' % n,
+                     'stats': {'rd_operations': s[0], 'rd_bytes': s[1],
+                               'wr_operations': s[2], 'wr_bytes': s[3],
+                               'failed_rd_operations': s[4]}}
+                    for n, s in enumerate(self.block.values())]
+        if cmd['execute'] == 'query-block':
+            return [{'qdev': '/machine/peripheral/%s' % qdev,
+                     'inserted': dict(tune)}
+                    for qdev, tune in self.throttle.items()]
+        raise _error(libvirt.VIR_ERR_INTERNAL_ERROR,
+                     'unknown QMP command %s' % cmd['execute'])
 
     def _gone(self):
         if self._uuid not in self.conn.domains:
@@ -122,6 +232,11 @@ class FakeDomain:
         self.saved = False
 
 
+def qemu_monitor_command(domain, command, flags):
+    """libvirt_qemu.qemuMonitorCommand on a FakeDomain."""
+    return json.dumps({'return': domain.qmp(command), 'id': 'libvirt-1'})
+
+
 class FakeConnection:
 
     def __init__(self, cpus=4, memory_mb=8192):
@@ -132,6 +247,9 @@ class FakeConnection:
         self.guest_honours_acpi = True
         # called as on_start(domain, paused) after each start
         self.on_start = None
+        self.capabilities = HOST_CAPABILITIES
+        # CPU model -> baselineCPU's expanded XML; None: not supported.
+        self.baseline = dict(BASELINE)
 
     def isAlive(self):
         return True
@@ -161,6 +279,15 @@ class FakeConnection:
 
     def getInfo(self):
         return ['x86_64', self.memory_mb, self.cpus, 2000, 1, 1, 4, 1]
+
+    def getCapabilities(self):
+        return self.capabilities
+
+    def baselineCPU(self, cpus, flags):
+        if self.baseline is None:
+            raise _error(libvirt.VIR_ERR_NO_SUPPORT, 'no baseline')
+        model = ET.fromstring(cpus[0]).findtext('model')
+        return self.baseline[model]
 
     def getHostname(self):
         return 'fakehost'

@@ -7,6 +7,7 @@ import testtools
 from nova import objects
 
 from nova_clear import domain
+from nova_clear import exception as clear_exc
 
 objects.register_all()
 UUID = '11111111-2222-3333-4444-555555555555'
@@ -142,3 +143,86 @@ class TestDomainXML(testtools.TestCase):
         self.assertIn('nova_clear.probe=1', root.findtext('os/cmdline'))
         self.assertIsNone(root.find('devices/disk'))
         self.assertEqual('destroy', root.findtext('on_reboot'))
+
+
+def _meta(root):
+    inst = root.find('metadata/{%s}instance' % domain.NS_URI)
+    return ET.tostring(inst, encoding='unicode')
+
+
+class TestDiskIOTune(testtools.TestCase):
+
+    @staticmethod
+    def _iotune(specs):
+        return domain.disk_iotune(_flavor(extra_specs=specs))
+
+    def test_extra_specs_become_iotune_in_nova_order(self):
+        specs = {'quota:disk_write_iops_sec': '200',
+                 'quota:disk_read_bytes_sec': '10485760',
+                 'quota:disk_total_iops_sec': '0',
+                 'quota:cpu_shares': '10', 'hw:cpu_policy': 'shared'}
+        self.assertEqual((('read_bytes_sec', 10485760),
+                          ('write_iops_sec', 200)), self._iotune(specs))
+
+    def test_no_specs_no_limits(self):
+        self.assertEqual((), self._iotune({}))
+        self.assertEqual((), domain.disk_iotune(_flavor()))
+
+    def test_rejects_bad_values(self):
+        for bad in ('fast', '-1', '1.5', ''):
+            e = self.assertRaises(clear_exc.InvalidFlavorDiskQuota,
+                                  self._iotune,
+                                  {'quota:disk_read_iops_sec': bad})
+            self.assertIn('quota:disk_read_iops_sec', str(e))
+            self.assertIn('flavor c1', str(e))
+
+    def test_rejects_total_with_read_or_write(self):
+        self.assertRaises(clear_exc.InvalidFlavorDiskQuota, self._iotune,
+                          {'quota:disk_total_bytes_sec': '1000',
+                           'quota:disk_write_bytes_sec': '10'})
+        # Different metrics combine.
+        self.assertEqual((('write_bytes_sec', 10), ('total_iops_sec', 5)),
+                         self._iotune({'quota:disk_total_iops_sec': '5',
+                                       'quota:disk_write_bytes_sec': '10'}))
+
+    @staticmethod
+    def _tunes(root):
+        tunes = {}
+        for disk in root.findall('devices/disk'):
+            tune = disk.find('iotune')
+            tunes[disk.find('target').get('dev')] = (
+                None if tune is None else {e.tag: e.text for e in tune})
+        return tunes
+
+    def test_q35_every_instance_disk_but_the_config_drive(self):
+        tune = (('read_bytes_sec', 1000), ('total_iops_sec', 50))
+        want = {'read_bytes_sec': '1000', 'total_iops_sec': '50'}
+        root = _xml(iotune=tune, config_drive_path='/i/disk.config',
+                    machine_type='q35')
+        self.assertEqual({'vda': want, 'vdb': None}, self._tunes(root))
+        root = _xml(iotune=tune, disk_path='/c/rootfs', disk_format='raw',
+                    upper_disk_path='/i/upper', machine_type='q35',
+                    config_drive_path='/i/disk.config')
+        self.assertEqual({'vda': want, 'vdb': want, 'vdc': None},
+                         self._tunes(root))
+        self.assertIsNone(domain.iotune_of_metadata(_meta(root)))
+
+    def test_microvm_limits_in_metadata_not_iotune(self):
+        tune = (('read_bytes_sec', 1000), ('total_iops_sec', 50))
+        root = _xml(iotune=tune, disk_path='/c/rootfs', disk_format='raw',
+                    upper_disk_path='/i/upper',
+                    config_drive_path='/i/disk.config')
+        # libvirt could not start it with <iotune> on virtio-mmio.
+        self.assertEqual({'vda': None, 'vdb': None, 'vdc': None},
+                         self._tunes(root))
+        self.assertEqual(
+            (('vda', 'vdb'), {'read_bytes_sec': 1000, 'total_iops_sec': 50}),
+            domain.iotune_of_metadata(_meta(root)))
+        root = _xml(iotune=tune)
+        self.assertEqual((('vda',), dict(tune)),
+                         domain.iotune_of_metadata(_meta(root)))
+        self.assertIsNone(domain.iotune_of_metadata(_meta(_xml())))
+        self.assertIsNone(domain.iotune_of_metadata('<not xml'))
+
+    def test_no_iotune_element_without_limits(self):
+        self.assertIsNone(_xml().find('devices/disk/iotune'))
