@@ -225,14 +225,20 @@ class ClearDriver(driver.ComputeDriver):
     def _define(self, instance, image_meta, files, network_info=None,
                 interfaces=None):
         boot = self._boot_config(instance, files, network_info, interfaces)
+        xml = self._domain_xml(instance, image_meta, boot)
+        files.write_domain_xml(xml)
+        return self.host.define(xml)
+
+    @staticmethod
+    def _domain_xml(instance, image_meta, boot):
+        """The domain XML of ``boot``, once its kernel command line (which
+        carries the network configuration) is known to fit."""
         try:
             guest_network.check_length(
                 domain.kernel_cmdline(instance, image_meta, boot))
         except guest_network.CommandLineTooLong as e:
             raise clear_exc.PortNotPluggable(name=instance.name, reason=e)
-        xml = domain.domain_xml(instance, instance.flavor, image_meta, boot)
-        files.write_domain_xml(xml)
-        return self.host.define(xml)
+        return domain.domain_xml(instance, instance.flavor, image_meta, boot)
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,

@@ -45,8 +45,6 @@ from nova import exception
 from nova.virt import hardware
 
 from nova_clear import domain
-from nova_clear import exception as clear_exc
-from nova_clear.guest import network as guest_network
 from nova_clear.i18n import _
 from nova_clear import storage
 
@@ -152,12 +150,7 @@ def rescue(drv, context, instance, network_info, image_meta):
         base = drv._boot_config(instance, files if stable else rfiles,
                                 network_info, interfaces)
         boot = boot_config(base, files, rfiles, stable)
-        try:
-            guest_network.check_length(
-                domain.kernel_cmdline(instance, image_meta, boot))
-        except guest_network.CommandLineTooLong as e:
-            raise clear_exc.PortNotPluggable(name=instance.name, reason=e)
-        xml = domain.domain_xml(instance, instance.flavor, image_meta, boot)
+        xml = drv._domain_xml(instance, image_meta, boot)
         rfiles.write_domain_xml(xml)
         _write(saved_xml_path(files), original)
     except Exception:
