@@ -155,27 +155,36 @@ def disk_image(kind, cache=None):
     if kind not in DISK_KINDS:
         raise ValueError(kind)
     cache = cache_dir(cache)
-    path = os.path.join(cache, 'image-%s' % kind)
-    with _locked(cache, 'image-' + kind):
-        if os.path.exists(path):
-            return path
-        tmp = path + '.tmp'
-        if kind == 'fs':
-            _mkfs(tmp, 48 * MiB)
-        elif kind == 'part':
-            fs = tmp + '.fs'
-            _mkfs(fs, 48 * MiB)
-            with open(tmp, 'wb') as out, open(fs, 'rb') as src:
-                out.write(mbr(2048, os.path.getsize(fs) // 512))
-                out.seek(MiB)
-                shutil.copyfileobj(src, out)
-            os.unlink(fs)
-        else:
-            subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O',
-                            'qcow2', disk_image('fs', cache), tmp],
-                           check=True, stdout=subprocess.DEVNULL)
-        os.replace(tmp, path)
+    return _built_once(cache, 'image-' + kind, 'image-%s' % kind,
+                       lambda tmp: _build_disk(kind, tmp, cache))
+
+
+def _built_once(cache, name, filename, build):
+    """``<cache>/<filename>``, made by ``build(tmp)`` into a temporary
+    name the first time, under the lock ``name`` (parallel callers wait)."""
+    path = os.path.join(cache, filename)
+    with _locked(cache, name):
+        if not os.path.exists(path):
+            build(path + '.tmp')
+            os.replace(path + '.tmp', path)
     return path
+
+
+def _build_disk(kind, tmp, cache):
+    if kind == 'fs':
+        _mkfs(tmp, 48 * MiB)
+    elif kind == 'part':
+        fs = tmp + '.fs'
+        _mkfs(fs, 48 * MiB)
+        with open(tmp, 'wb') as out, open(fs, 'rb') as src:
+            out.write(mbr(2048, os.path.getsize(fs) // 512))
+            out.seek(MiB)
+            shutil.copyfileobj(src, out)
+        os.unlink(fs)
+    else:
+        subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O',
+                        'qcow2', disk_image('fs', cache), tmp],
+                       check=True, stdout=subprocess.DEVNULL)
 
 
 def container_image(kind, cache=None):
@@ -189,46 +198,46 @@ def container_image(kind, cache=None):
     if kind not in CONTAINER_KINDS:
         raise ValueError(kind)
     cache = cache_dir(cache)
-    path = os.path.join(cache, 'container-%s.tar' % kind)
-    with _locked(cache, 'container-' + kind):
-        if os.path.exists(path):
-            return path
-        work = path + '.work'
-        shutil.rmtree(work, ignore_errors=True)
-        tree = os.path.join(work, 'tree')
-        for d in ('bin', 'etc', 'data', 'tmp'):
-            os.makedirs(os.path.join(tree, d))
-        shutil.copy(debian.BUSYBOX, os.path.join(tree, 'bin', 'busybox'))
-        for applet in ('sh', 'echo', 'id', 'pwd', 'cat', 'sleep', 'ls'):
-            os.symlink('busybox', os.path.join(tree, 'bin', applet))
-        with open(os.path.join(tree, 'etc', 'passwd'), 'w') as f:
-            f.write('root:x:0:0:root:/:/bin/sh\n'
-                    'app:x:1000:1000:app:/data:/bin/sh\n')
-        with open(os.path.join(tree, 'etc', 'group'), 'w') as f:
-            f.write('root:x:0:\napp:x:1000:\n')
-        with open(os.path.join(tree, 'data', 'greeting'), 'w') as f:
-            f.write('greeting file from the image\n')
-        buildah = ['buildah', '--root', os.path.join(work, 'storage'),
-                   '--runroot', os.path.join(work, 'run'),
-                   '--storage-driver', 'vfs']
+    return _built_once(cache, 'container-' + kind,
+                       'container-%s.tar' % kind,
+                       lambda tmp: _build_container(kind, tmp))
 
-        def run(*args):
-            return subprocess.run(buildah + list(args), check=True,
-                                  capture_output=True,
-                                  text=True).stdout.strip()
-        ctr = run('from', 'scratch')
-        run('copy', ctr, tree + '/', '/')
-        run('config', '--entrypoint', '["/bin/sh", "-c"]',
-            '--cmd', json.dumps([CONTAINER_CMD]), '--env', 'GREETING=hello',
-            '--workingdir', '/data', '--user', 'app', ctr)
-        dest = ('docker-archive:%s.tmp:clear/test:1' if kind == 'docker'
-                else 'oci-archive:%s.tmp:clear/test:1') % path
-        run('commit', '--format', 'docker' if kind == 'docker' else 'oci',
-            ctr, dest)
-        run('rm', ctr)
-        os.replace(path + '.tmp', path)
-        subprocess.run(['rm', '-rf', work], check=False)
-    return path
+
+def _build_container(kind, tmp):
+    work = tmp + '.work'
+    shutil.rmtree(work, ignore_errors=True)
+    tree = os.path.join(work, 'tree')
+    for d in ('bin', 'etc', 'data', 'tmp'):
+        os.makedirs(os.path.join(tree, d))
+    shutil.copy(debian.BUSYBOX, os.path.join(tree, 'bin', 'busybox'))
+    for applet in ('sh', 'echo', 'id', 'pwd', 'cat', 'sleep', 'ls'):
+        os.symlink('busybox', os.path.join(tree, 'bin', applet))
+    with open(os.path.join(tree, 'etc', 'passwd'), 'w') as f:
+        f.write('root:x:0:0:root:/:/bin/sh\n'
+                'app:x:1000:1000:app:/data:/bin/sh\n')
+    with open(os.path.join(tree, 'etc', 'group'), 'w') as f:
+        f.write('root:x:0:\napp:x:1000:\n')
+    with open(os.path.join(tree, 'data', 'greeting'), 'w') as f:
+        f.write('greeting file from the image\n')
+    buildah = ['buildah', '--root', os.path.join(work, 'storage'),
+               '--runroot', os.path.join(work, 'run'),
+               '--storage-driver', 'vfs']
+
+    def run(*args):
+        return subprocess.run(buildah + list(args), check=True,
+                              capture_output=True,
+                              text=True).stdout.strip()
+    ctr = run('from', 'scratch')
+    run('copy', ctr, tree + '/', '/')
+    run('config', '--entrypoint', '["/bin/sh", "-c"]',
+        '--cmd', json.dumps([CONTAINER_CMD]), '--env', 'GREETING=hello',
+        '--workingdir', '/data', '--user', 'app', ctr)
+    dest = ('docker-archive:%s:clear/test:1' if kind == 'docker'
+            else 'oci-archive:%s:clear/test:1') % tmp
+    run('commit', '--format', 'docker' if kind == 'docker' else 'oci',
+        ctr, dest)
+    run('rm', ctr)
+    subprocess.run(['rm', '-rf', work], check=False)
 
 
 def parse_args(argv):
