@@ -100,7 +100,7 @@ def parser():
                         'create --wait" (timed at the API all the same)')
     s.add_argument('--nic-none', action='store_true',
                    help='boot without a port (default: on %s)'
-                        % hostnet.NETWORK)
+                        % hostnet.NET.network)
     sub.add_parser('status')
     sub.add_parser('stop')
     s = sub.add_parser('restart')

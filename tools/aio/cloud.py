@@ -25,6 +25,8 @@ EXIT_COMMAND = ('init=/bin/sh -- -c '
 WORKLOAD_LINE = 'disk-init: up on'
 _conn = []
 
+NET = hostnet.NET  # the provider network
+
 
 def connection():
     """An admin connection (one per run, new after ``catalog``)."""
@@ -106,57 +108,57 @@ def catalog(entries):
 
 
 def provider_network():
-    """The shared flat provider network on ``hostnet.PHYSNET`` and its
+    """The shared flat provider network on ``NET.physnet`` and its
     IPv4 and IPv6 subnets (no DHCP, no RA)."""
     net_api = connection().network
-    net = net_api.find_network(hostnet.NETWORK)
+    net = net_api.find_network(NET.network)
     if net is None:
         net = net_api.create_network(
-            name=hostnet.NETWORK, shared=True, provider_network_type='flat',
-            provider_physical_network=hostnet.PHYSNET)
+            name=NET.network, shared=True, provider_network_type='flat',
+            provider_physical_network=NET.physnet)
         process.say('created network %s (flat, physnet %s, shared)'
-                    % (hostnet.NETWORK, hostnet.PHYSNET))
+                    % (NET.network, NET.physnet))
     if (net.provider_network_type, net.provider_physical_network) != \
-            ('flat', hostnet.PHYSNET):
+            ('flat', NET.physnet):
         raise process.Failure(
             'network %s exists as %s/%s, not flat/%s: delete it and start '
-            'again' % (hostnet.NETWORK, net.provider_network_type,
-                       net.provider_physical_network, hostnet.PHYSNET))
+            'again' % (NET.network, net.provider_network_type,
+                       net.provider_physical_network, NET.physnet))
     if not net.is_shared:
         net = net_api.update_network(net, shared=True)
-    pool = hostnet.POOL
-    want = {'gateway_ip': hostnet.GATEWAY, 'is_dhcp_enabled': False,
-            'dns_nameservers': [hostnet.GATEWAY],
+    pool = NET.pool
+    want = {'gateway_ip': NET.gateway, 'is_dhcp_enabled': False,
+            'dns_nameservers': [NET.gateway],
             'allocation_pools': [{'start': pool[0], 'end': pool[1]}]}
-    sub = net_api.find_subnet(hostnet.SUBNET, network_id=net.id)
+    sub = net_api.find_subnet(NET.subnet, network_id=net.id)
     if sub is None:
         sub = net_api.create_subnet(
-            name=hostnet.SUBNET, network_id=net.id, ip_version=4,
-            cidr=hostnet.SUBNET_CIDR, **want)
+            name=NET.subnet, network_id=net.id, ip_version=4,
+            cidr=NET.cidr, **want)
         process.say('created subnet %s %s, gateway %s, pool %s-%s, no DHCP'
-                    % (hostnet.SUBNET, hostnet.SUBNET_CIDR, hostnet.GATEWAY,
+                    % (NET.subnet, NET.cidr, NET.gateway,
                        pool[0], pool[1]))
-    elif sub.cidr != hostnet.SUBNET_CIDR:
+    elif sub.cidr != NET.cidr:
         raise process.Failure(
             'subnet %s exists as %s, not %s: delete it and start again'
-            % (hostnet.SUBNET, sub.cidr, hostnet.SUBNET_CIDR))
+            % (NET.subnet, sub.cidr, NET.cidr))
     else:
         changes = {k: v for k, v in want.items() if getattr(sub, k) != v}
         if changes:
             sub = net_api.update_subnet(sub, **changes)
-    sub6 = net_api.find_subnet(hostnet.SUBNET6, network_id=net.id)
+    sub6 = net_api.find_subnet(NET.subnet6, network_id=net.id)
     if sub6 is None:
         sub6 = net_api.create_subnet(
-            name=hostnet.SUBNET6, network_id=net.id, ip_version=6,
-            cidr=hostnet.SUBNET6_CIDR, gateway_ip=hostnet.GATEWAY6,
+            name=NET.subnet6, network_id=net.id, ip_version=6,
+            cidr=NET.cidr6, gateway_ip=NET.gateway6,
             is_dhcp_enabled=False)
         process.say('created subnet %s %s, gateway %s, no DHCP, no RA'
-                    % (hostnet.SUBNET6, hostnet.SUBNET6_CIDR,
-                       hostnet.GATEWAY6))
-    elif sub6.cidr != hostnet.SUBNET6_CIDR:
+                    % (NET.subnet6, NET.cidr6,
+                       NET.gateway6))
+    elif sub6.cidr != NET.cidr6:
         raise process.Failure(
             'subnet %s exists as %s, not %s: delete it and start again'
-            % (hostnet.SUBNET6, sub6.cidr, hostnet.SUBNET6_CIDR))
+            % (NET.subnet6, sub6.cidr, NET.cidr6))
     hostnet.record(network_id=net.id, subnet_id=sub.id, subnet6_id=sub6.id)
 
 

@@ -153,7 +153,7 @@ def _boot_one(conn, i, ids, cli, network_id):
         conn.compute.wait_for_delete(old)
     if cli and i == 0:
         r = cli_boot(conn, name, cloud.IMAGE, FLAVOR,
-                     hostnet.NETWORK if network_id else None)
+                     hostnet.NET.network if network_id else None)
     else:
         r = api_boot(conn, name, ids[cloud.IMAGE], FLAVOR, network_id)
     process.say('%s: POST /servers -> ACTIVE %.2fs, -> "%s" %.2fs (at the '
@@ -162,7 +162,7 @@ def _boot_one(conn, i, ids, cli, network_id):
     if network_id:
         server = conn.compute.get_server(r['id'])
         address = [a['addr'] for a in
-                   server.addresses.get(hostnet.NETWORK, [])
+                   server.addresses.get(hostnet.NET.network, [])
                    if a['version'] == 4][0]
         waited, out = hostnet.ping_from_provider(address)
         r['address'] = address
@@ -173,11 +173,11 @@ def _boot_one(conn, i, ids, cli, network_id):
         print(out_console.stdout.rstrip() or out_console.stderr.rstrip())
         if address:
             print('$ ip netns exec %s busybox ping -c 1 %s'
-                  % (hostnet.PROVIDER_NETNS, address))
+                  % (hostnet.NET.netns, address))
             print(out.rstrip())
     if address:
         process.say('%s: %s on %s answers ping from the provider namespace '
-                    '%.2fs after POST' % (name, address, hostnet.NETWORK,
+                    '%.2fs after POST' % (name, address, hostnet.NET.network,
                                           r['ping']))
     return r
 
@@ -191,7 +191,7 @@ def run(repeat=1, keep=False, cli=False, network=True):
         if network else None
     if network and not network_id:
         raise process.Failure('no provider network %s: run tools/allinone '
-                              'start' % hostnet.NETWORK)
+                              'start' % hostnet.NET.network)
     runs = []
     for i in range(repeat):
         r = _boot_one(conn, i, ids, cli, network_id)
@@ -203,7 +203,7 @@ def run(repeat=1, keep=False, cli=False, network=True):
             conn.compute.wait_for_delete(server, interval=0.1)
             r['delete'] = time.monotonic() - t0
     summary = {'runs': runs,
-               'network': hostnet.NETWORK if network_id else None}
+               'network': hostnet.NET.network if network_id else None}
     if runs:
         summary['median_active'] = statistics.median(
             r['active'] for r in runs)

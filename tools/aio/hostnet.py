@@ -1,9 +1,9 @@
 """The provider network on the host: a veth pair and a network namespace.
 
-``PHYS_IF`` stays in the root namespace, up and without an address, as the
+``NET.device`` stays in the root namespace, up and without an address, as the
 macvtap lower device of the physical network ``PHYSNET`` (Neutron's macvtap
-agent maps it); its peer ``PEER_IF`` sits in the namespace
-``PROVIDER_NETNS`` with the gateway addresses and stands in for the
+agent maps it); its peer ``NET.peer`` sits in the namespace
+``NET.netns`` with the gateway addresses and stands in for the
 provider network's router and a client.  The Neutron network on it is
 made by ``cloud.provider_network``; the names and addresses of both are
 here, and the driver and the integration tests rely on them (see
@@ -20,19 +20,6 @@ from tools.aio import state
 # the product's defaults: the devstack plugin and the tests use the same
 # module (nova-clear-provider-net)
 NET = provider_net.plan()
-PHYSNET = NET.physnet
-PHYS_IF = NET.device
-PEER_IF = NET.peer
-PROVIDER_NETNS = NET.netns
-NETWORK = NET.network
-SUBNET = NET.subnet
-SUBNET_CIDR = NET.cidr
-GATEWAY = NET.gateway
-POOL = NET.pool
-# dual stack: Neutron allocates fixed IPv6 addresses (no RA, no DHCPv6)
-SUBNET6 = NET.subnet6
-SUBNET6_CIDR = NET.cidr6
-GATEWAY6 = NET.gateway6
 
 
 def names():
@@ -90,15 +77,14 @@ def down():
     net['host_created'] = False
     st['network'] = net
     state.save(st)
-    process.say('removed %s and the namespace %s' % (PHYS_IF,
-                                                     PROVIDER_NETNS))
+    process.say('removed %s and the namespace %s' % (NET.device, NET.netns))
 
 
 def ping_from_provider(address, timeout=60):
     """Ping ``address`` from the provider namespace (a client on the
     network); returns (seconds until it answered, the ping's output)."""
     t0 = time.monotonic()
-    cmd = ['ip', 'netns', 'exec', PROVIDER_NETNS, 'busybox', 'ping', '-c',
+    cmd = ['ip', 'netns', 'exec', NET.netns, 'busybox', 'ping', '-c',
            '1', '-W', '1', address]
     while True:
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -106,6 +92,6 @@ def ping_from_provider(address, timeout=60):
             return time.monotonic() - t0, proc.stdout
         if time.monotonic() - t0 > timeout:
             raise process.Failure('%s does not answer ping from %s: %s' % (
-                address, PROVIDER_NETNS, proc.stdout + proc.stderr),
+                address, NET.netns, proc.stdout + proc.stderr),
                 process.log_path('nova-compute'))
         time.sleep(0.2)

@@ -79,7 +79,7 @@ def configure():
         'DEFAULT': {'host': socket.gethostname()},
         'agent': {'polling_interval': '1', 'report_interval': '10'},
         'macvtap': {'physical_interface_mappings':
-                    '%s:%s' % (hostnet.PHYSNET, hostnet.PHYS_IF)},
+                    '%s:%s' % (hostnet.NET.physnet, hostnet.NET.device)},
         # the only firewall driver the macvtap agent accepts: security
         # groups are not enforced with this backend
         'securitygroup': {'firewall_driver': 'noop'},
