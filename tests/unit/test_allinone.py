@@ -1,8 +1,11 @@
 """The all-in-one's service modules keep the contract tools.aio.stack
 runs (tools/aio/services/__init__.py)."""
 
+from unittest import mock
+
 import testtools
 
+from tools.aio import process
 from tools.aio import services
 
 FUNCTIONS = ('configure', 'init', 'start', 'wait', 'stop')
@@ -35,3 +38,18 @@ class TestServiceContract(testtools.TestCase):
                      'neutron-macvtap-agent', 'nova-compute'):
             self.assertIn(name, names)
         self.assertEqual('nova-compute', names[-1])
+
+
+class TestUwsgi(testtools.TestCase):
+
+    def test_chunked_parts_of_glanceclient_are_accepted(self):
+        # glanceclient uploads (nova's snapshots) in chunked parts of
+        # 1 MiB: over uWSGI's default limit, the upload fails with "unable
+        # to receive chunked part" (HTTP 500)
+        from glanceclient.common import http
+        with mock.patch.object(process, 'check_port_free'), \
+                mock.patch.object(process, 'start') as start:
+            process.uwsgi('glance', 9292, 'glance.wsgi.api:application', {})
+        argv = start.call_args[0][1]
+        limit = int(argv[argv.index('--chunked-input-limit') + 1])
+        self.assertGreater(limit, http.CHUNKSIZE + 64)

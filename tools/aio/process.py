@@ -229,6 +229,9 @@ def owner(pid):
 
 # -- WSGI apps under uWSGI ---------------------------------------------------
 
+CHUNKED_INPUT_LIMIT = 4 * 1024 * 1024
+
+
 def uwsgi(name, port, module, env, single_process=False):
     """Start the WSGI app ``module`` as ``name`` on ``port``.
 
@@ -245,6 +248,10 @@ def uwsgi(name, port, module, env, single_process=False):
         '--module', module, '--master', '--processes', processes,
         '--threads', threads, '--enable-threads', '--lazy-apps',
         '--die-on-term', '--need-app', '--buffer-size', '65535',
+        # chunked request bodies (glanceclient's uploads: nova's snapshots)
+        # come in parts of 1 MiB plus framing, over uWSGI's default limit
+        # of 1 MiB for one part ("unable to receive chunked part")
+        '--chunked-input-limit', str(CHUNKED_INPUT_LIMIT),
         '--thunder-lock', '--hook-master-start',
         'unix_signal:15 gracefully_kill_them_all',
         '--virtualenv', settings.VENV, '--procname-prefix', 'aio-%s ' % name],
