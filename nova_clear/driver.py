@@ -330,18 +330,18 @@ class ClearDriver(driver.ComputeDriver):
             image_meta = objects.ImageMeta.from_instance(instance)
             self.disks.ensure(context, instance, image_meta, files)
             guest = self._define(instance, image_meta, files, network_info)
-        self._replug(instance, network_info)
-        guest.launch()
+        self._relaunch(instance, network_info, guest)
 
     @staticmethod
-    def _replug(instance, network_info):
-        """Unplug and plug the os-vif ports of a stopped domain, as nova's
-        libvirt driver does on hard reboot and power on: a host reboot
-        lost them, and Open vSwitch's userspace datapath does not notice
-        that the tap libvirt deletes on stop comes back under the same
-        name on start (the port passes no traffic until re-added)."""
+    def _relaunch(instance, network_info, guest):
+        """Launch a stopped domain with its os-vif ports unplugged and
+        plugged again, as nova's libvirt driver does on hard reboot and
+        power on: a host reboot lost them, and Open vSwitch's userspace
+        datapath does not notice that the tap libvirt deletes on stop
+        comes back under the same name on start (the port passes no
+        traffic until re-added)."""
         vif_plug.unplug(instance, network_info)
-        vif_plug.plug(instance, network_info)
+        vif_plug.launch_plugged(instance, network_info, guest)
 
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
@@ -357,8 +357,7 @@ class ClearDriver(driver.ComputeDriver):
                 else:
                     if guest.wait_for_shutoff(
                             CONF['clear'].soft_reboot_timeout):
-                        self._replug(instance, network_info)
-                        guest.launch()
+                        self._relaunch(instance, network_info, guest)
                         LOG.info('Soft reboot done', instance=instance)
                         return
                 LOG.warning('Guest did not shut down within %ds; hard '
@@ -415,8 +414,7 @@ class ClearDriver(driver.ComputeDriver):
             guest = self.host.lookup(instance.uuid)
             if guest.is_active():
                 return
-            self._replug(instance, network_info)
-            guest.launch()
+            self._relaunch(instance, network_info, guest)
 
     def resume_state_on_host_boot(self, context, instance, network_info,
                                   share_info, block_device_info=None):

@@ -162,8 +162,7 @@ def rescue(drv, context, instance, network_info, image_meta):
     try:
         guest.destroy()
         rescue_guest = drv.host.define(xml)
-        drv._replug(instance, network_info)
-        rescue_guest.launch()
+        drv._relaunch(instance, network_info, rescue_guest)
     except Exception:
         with excutils.save_and_reraise_exception():
             LOG.error('Starting the rescue guest failed; restoring the '
@@ -184,8 +183,7 @@ def _restore(drv, instance, files, original, network_info, launch):
         guest = drv.host.define(original)
         _remove_rescue_files(files)
         if launch:
-            drv._replug(instance, network_info)
-            guest.launch()
+            drv._relaunch(instance, network_info, guest)
     except Exception as e:
         LOG.error('Could not restore the instance after a failed rescue: '
                   '%s; unrescue or hard reboot it', e, instance=instance)
@@ -212,7 +210,6 @@ def unrescue(drv, context, instance):
     if guest is not None:
         guest.destroy()
     guest = drv.host.define(original)
-    drv._replug(instance, network_info)
-    guest.launch()
+    drv._relaunch(instance, network_info, guest)
     _remove_rescue_files(files)
     LOG.info('Unrescued in %.2fs', time.monotonic() - t0, instance=instance)

@@ -43,8 +43,7 @@ def plug_and_launch(virtapi, instance, guest, network_info):
     events = clear_vif.plug_events(
         network_info, rebuilding=is_rebuild(instance)) if timeout else []
     if not events:
-        vif_plug.plug(instance, network_info)
-        guest.launch()
+        vif_plug.launch_plugged(instance, network_info, guest)
         return
 
     def failed(event_name, instance):
@@ -60,8 +59,8 @@ def plug_and_launch(virtapi, instance, guest, network_info):
                 instance, events, timeout=timeout, error_callback=failed):
             # os-vif creates OVS ports here: the agent may report them up
             # at once, so inside the wait.
-            vif_plug.plug(instance, network_info)
-            guest.launch(pause=True)
+            vif_plug.launch_plugged(instance, network_info, guest,
+                                    pause=True)
     except exception.InstanceEventTimeout:
         if CONF.vif_plugging_is_fatal:
             raise clear_exc.VifPlugTimeout(

@@ -61,10 +61,29 @@ def _prepared(instance, network_info):
     return [(vif, obj, info) for vif, obj in ports]
 
 
-def plug(instance, network_info):
-    """Plug every os-vif port of the instance (idempotent), or raise
-    :class:`~nova_clear.exception.PortNotPluggable` naming the port."""
+def tap_made_by_libvirt(obj):
+    """True for an OVS port os-vif adds for a tap libvirt creates at start
+    (``create_port`` without ``create_tap``).  Such a port is plugged once
+    the tap exists: Open vSwitch's userspace datapath opens a device as
+    soon as it appears, and a tap it opened before libvirt brought it up
+    passes no traffic (``Network is down``) for as long as it lives."""
+    profile = getattr(obj, 'port_profile', None)
+    return isinstance(obj, os_vif.objects.vif.VIFOpenVSwitch) and \
+        profile is not None and \
+        clear_vif._set(profile, 'create_port') and \
+        not clear_vif._set(profile, 'create_tap')
+
+
+def plug(instance, network_info, only=None):
+    """Plug the os-vif ports of the instance (idempotent), or raise
+    :class:`~nova_clear.exception.PortNotPluggable` naming the port.
+    ``only``: 'before' the ports needed before the domain starts, 'after'
+    those whose tap libvirt creates (:func:`tap_made_by_libvirt`), None
+    all of them."""
     for vif, obj, info in _prepared(instance, network_info):
+        if only is not None and \
+                tap_made_by_libvirt(obj) != (only == 'after'):
+            continue
         try:
             os_vif.plug(obj, info)
         except osv_exception.ExceptionBase as e:
@@ -74,6 +93,20 @@ def plug(instance, network_info):
                          '%(bridge)s): %(err)s') %
                 {'port': vif['id'], 'type': vif['type'],
                  'bridge': vif['network']['bridge'], 'err': _cause(e)})
+
+
+def launch_plugged(instance, network_info, guest, pause=False):
+    """Plug the ports and launch ``guest``: the ports whose tap libvirt
+    creates are plugged after it did (the guest paused meanwhile, then
+    resumed unless ``pause``)."""
+    late = any(tap_made_by_libvirt(obj)
+               for _vif, obj in _os_vif_ports(network_info))
+    plug(instance, network_info, only='before')
+    guest.launch(pause=pause or late)
+    if late:
+        plug(instance, network_info, only='after')
+        if not pause:
+            guest.resume()
 
 
 def unplug(instance, network_info):

@@ -442,11 +442,13 @@ class TestDriverOsVif(test_driver.DriverTestCase):
         self.conn.on_start = lambda dom, paused: self.calls.append(
             ('start', paused))
 
-    def test_spawn_plugs_before_start_inside_the_wait(self):
+    def test_spawn_plugs_once_the_tap_exists_inside_the_wait(self):
+        # libvirt makes the tap of a create_port port: the domain starts
+        # paused (tap made and up), then os-vif adds the port
         inst = self.instance()
         vif = make_ovs_vif(active=False)
         self.spawn(inst, network_info=[vif])
-        self.assertEqual([('plug', self.PORT, inst.uuid), ('start', True)],
+        self.assertEqual([('start', True), ('plug', self.PORT, inst.uuid)],
                          self.calls)
         self.assertEqual([([('network-vif-plugged', self.PORT)], 42)],
                          self.virtapi.waited)
@@ -462,9 +464,13 @@ class TestDriverOsVif(test_driver.DriverTestCase):
         self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
 
     def test_port_up_plugs_without_waiting(self):
-        self.spawn(self.instance(), network_info=[make_ovs_vif(active=True)])
-        self.assertEqual(['plug', 'start'], [c[0] for c in self.calls])
+        inst = self.instance()
+        self.spawn(inst, network_info=[make_ovs_vif(active=True)])
+        self.assertEqual([('start', True), ('plug', self.PORT, inst.uuid)],
+                         self.calls)
         self.assertEqual([], self.virtapi.waited)
+        # resumed once plugged
+        self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
 
     def test_macvtap_needs_no_os_vif(self):
         self.useFixture(fixtures.MockPatch('nova_clear.vif.check_host'))
@@ -484,7 +490,8 @@ class TestDriverOsVif(test_driver.DriverTestCase):
                                 network_info=[make_ovs_vif()])
         self.assertIn('os-vif could not plug port %s (ovs on br-int): '
                       'Could not connect to ovsdb' % self.PORT, str(err))
-        self.assertEqual([('unplug', self.PORT, inst.uuid)], self.calls)
+        self.assertEqual([('start', True), ('unplug', self.PORT, inst.uuid)],
+                         self.calls)
         self.assertEqual({}, self.conn.domains)
         self.assertFalse(os.path.exists(self.inst_dir(inst)))
 
@@ -493,7 +500,7 @@ class TestDriverOsVif(test_driver.DriverTestCase):
         inst = self.instance()
         self.assertRaises(clear_exc.ClearContainerStartFailed, self.spawn,
                           inst, network_info=[make_ovs_vif(active=True)])
-        self.assertEqual(['plug', 'unplug'], [c[0] for c in self.calls])
+        self.assertEqual(['unplug'], [c[0] for c in self.calls])
         self.assertEqual({}, self.conn.domains)
 
     def test_destroy_removes_domain_then_unplugs(self):
@@ -538,17 +545,17 @@ class TestDriverOsVif(test_driver.DriverTestCase):
         # as nova's libvirt driver: a hard reboot (and power on) unplugs
         # and plugs again, without waiting for Neutron
         self.drv.reboot(self.ctx, inst, [vif], 'HARD')
-        self.assertEqual(['plug', 'start', 'unplug', 'plug', 'start'],
+        self.assertEqual(['start', 'plug', 'unplug', 'start', 'plug'],
                          [c[0] for c in self.calls])
         self.calls.clear()
         self.drv.power_off(inst)
         self.drv.power_on(self.ctx, inst, [vif])
-        self.assertEqual(['unplug', 'plug', 'start'],
+        self.assertEqual(['unplug', 'start', 'plug'],
                          [c[0] for c in self.calls])
         self.calls.clear()
         self.drv.suspend(self.ctx, inst)
         self.drv.resume(self.ctx, inst, [vif])
-        self.assertEqual(['unplug', 'plug', 'start'],
+        self.assertEqual(['unplug', 'start', 'plug'],
                          [c[0] for c in self.calls])
         self.calls.clear()
         self.drv.plug_vifs(inst, [vif])
