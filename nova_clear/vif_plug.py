@@ -1,8 +1,8 @@
 """Plugging and unplugging ports on the host with os-vif.
 
 Ports whose VIF type has an os-vif plugin (``ovs``) are plugged here
-before the domain starts and unplugged when the instance goes away, as
-nova's libvirt driver does; the libvirt interface that matches what os-vif
+when the domain starts (:func:`launch_plugged`) and unplugged when the
+instance goes away, as nova's libvirt driver does; the libvirt interface that matches what os-vif
 did comes from :func:`nova_clear.vif.interface`.  macvtap ports have no
 os-vif plugin: libvirt creates and removes their devices, nothing is done
 here.
