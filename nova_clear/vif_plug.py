@@ -2,21 +2,23 @@
 
 Ports whose VIF type has an os-vif plugin (``ovs``) are plugged here
 when the domain starts (:func:`launch_plugged`) and unplugged when the
-instance goes away, as nova's libvirt driver does; the libvirt interface that matches what os-vif
-did comes from :func:`nova_clear.vif.interface`.  macvtap ports have no
-os-vif plugin: libvirt creates and removes their devices, nothing is done
-here.
+instance goes away, as nova's libvirt driver does; the libvirt interface
+that matches what os-vif did comes from :func:`nova_clear.vif.interface`.
+macvtap ports have no os-vif plugin: libvirt creates and removes their
+devices, nothing is done here.
 
 os-vif is configured in nova-compute's configuration, like for nova's
 libvirt driver: ``[os_vif_ovs]`` (``ovsdb_connection``, ``isolate_vif``,
 ...) and its privsep daemon in ``[vif_plug_ovs_privileged]``.
 """
 
+import os
 import threading
 
 import os_vif
 from os_vif import exception as osv_exception
 from oslo_log import log as logging
+from vif_plug_ovs import linux_net as ovs_linux_net
 
 from nova.network import os_vif_util
 
@@ -74,6 +76,32 @@ def tap_made_by_libvirt(obj):
         not clear_vif._set(profile, 'create_tap')
 
 
+def _tap_made_by_os_vif(obj):
+    profile = getattr(obj, 'port_profile', None)
+    return isinstance(obj, os_vif.objects.vif.VIFOpenVSwitch) and \
+        profile is not None and clear_vif._set(profile, 'create_tap')
+
+
+def _tap_up_first(instance, vif, obj):
+    """The tap of a ``create_tap`` port, made and up before os-vif adds
+    its OVS port (os-vif adds the port, then makes the tap: the userspace
+    datapath would open it before it is up, see
+    :func:`tap_made_by_libvirt`); os-vif then finds it and keeps it.  Made
+    by os-vif's own privileged helper, as os-vif makes it."""
+    if os.path.exists(os.path.join('/sys/class/net', obj.vif_name)):
+        return
+    network = obj.network
+    mtu = network.mtu if 'mtu' in network and network.mtu else None
+    try:
+        ovs_linux_net.create_tap(obj.vif_name, mtu, str(obj.address))
+    except Exception as e:
+        raise clear_exc.PortNotPluggable(
+            name=instance.name,
+            reason=_('cannot create the tap %(tap)s of port %(port)s: '
+                     '%(err)s') % {'tap': obj.vif_name, 'port': vif['id'],
+                                   'err': e})
+
+
 def plug(instance, network_info, only=None):
     """Plug the os-vif ports of the instance (idempotent), or raise
     :class:`~nova_clear.exception.PortNotPluggable` naming the port.
@@ -84,6 +112,8 @@ def plug(instance, network_info, only=None):
         if only is not None and \
                 tap_made_by_libvirt(obj) != (only == 'after'):
             continue
+        if _tap_made_by_os_vif(obj):
+            _tap_up_first(instance, vif, obj)
         try:
             os_vif.plug(obj, info)
         except osv_exception.ExceptionBase as e:
