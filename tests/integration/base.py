@@ -7,6 +7,7 @@ only when the all-in-one is not up; ``tools/allinone up`` (or ``start``)
 brings it up.
 """
 
+import json
 import os
 import struct
 import subprocess
@@ -18,6 +19,7 @@ import testtools
 import libvirt
 
 from nova_clear.deploy import aio
+from tests.functional import images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -53,6 +55,18 @@ class IntegrationTestCase(testtools.TestCase):
         self.line = self.state['workload_line']
 
     # -- servers ------------------------------------------------------
+
+    def container_image(self, cmd, tag='img'):
+        """The sample container image uploaded to Glance, running ``cmd``
+        as root (``clear_cmd``); deleted in a cleanup."""
+        image = self.conn.image.create_image(
+            name=self.name(tag), filename=images.container_image('docker'),
+            disk_format='raw', container_format='docker', wait=True,
+            validate_checksum=False, clear_cmd=json.dumps([cmd]),
+            clear_user='root')
+        self.addCleanup(self.conn.image.delete_image, image,
+                        ignore_missing=True)
+        return image
 
     def name(self, tag):
         return 'it-%s-%s' % (tag, uuid.uuid4().hex[:6])

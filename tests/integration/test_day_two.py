@@ -18,7 +18,6 @@ import time
 
 from testtools import content
 
-from tests.functional import images
 from tests.integration import base
 
 # Marks its root on the first boot; a server booted from its snapshot finds
@@ -75,16 +74,6 @@ class TestDayTwo(base.IntegrationTestCase):
 
     def console(self, server):
         return super().console(server).replace('\r', '')
-
-    def container_image(self, cmd, tag='img'):
-        image = self.conn.image.create_image(
-            name=self.name(tag), filename=images.container_image('docker'),
-            disk_format='raw', container_format='docker', wait=True,
-            validate_checksum=False, clear_cmd=json.dumps([cmd]),
-            clear_user='root')
-        self.addCleanup(self.conn.image.delete_image, image,
-                        ignore_missing=True)
-        return image
 
     def snapshot(self, server):
         """``openstack server image create --wait``; the image, deleted

@@ -12,7 +12,6 @@ import time
 
 from openstack import exceptions as sdk_exc
 
-from tests.functional import images
 from tests.integration import base
 
 SERVER_CMD = (
@@ -40,16 +39,6 @@ class TestNetworking(base.IntegrationTestCase):
         if not self.net.get('network_id'):
             self.skipTest('the all-in-one has no provider network: run '
                           'tools/allinone up')
-
-    def container_image(self, cmd):
-        image = self.conn.image.create_image(
-            name=self.name('img'), filename=images.container_image('docker'),
-            disk_format='raw', container_format='docker', wait=True,
-            validate_checksum=False, clear_cmd=json.dumps([cmd]),
-            clear_user='root')
-        self.addCleanup(self.conn.image.delete_image, image,
-                        ignore_missing=True)
-        return image
 
     def boot(self, tag, image, network_id=None, wait=True):
         server = self.conn.compute.create_server(
