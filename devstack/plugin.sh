@@ -103,33 +103,31 @@ function create_nova_clear_images_and_flavors {
     fi
 }
 
-# tempest: what the driver supports (issue 2's driver core: no snapshots,
-# resize, migration, rescue, shelve, volumes or interfaces yet; no guest
-# networking, so no SSH validation)
+# tempest: the images and flavors made in "stack extra", and the
+# [compute-feature-enabled] flags derived from what the installed driver
+# declares and implements (nova-clear-tempest-flags, the derivation
+# tools/allinone tempest uses too); no guest SSH validation (no floating
+# IPs on the provider network)
 function configure_tempest_for_nova_clear {
     local conf=${1:-$TEMPEST_CONFIG}
-    local image flavor flavor_alt flag
+    local image flavor flavor_alt section option value
+    local flags_args=(--compute-nodes "${NOVA_CLEAR_COMPUTE_NODES:-1}")
     image=$(nova_clear_openstack image show -f value -c id "$NOVA_CLEAR_IMAGE")
     flavor=$(nova_clear_openstack flavor show -f value -c id "$NOVA_CLEAR_FLAVOR")
     flavor_alt=$(nova_clear_openstack flavor show -f value -c id "$NOVA_CLEAR_FLAVOR_TRAIT")
     iniset "$conf" compute image_ref "$image"
     # the exit image powers off by design: servers of image_ref_alt must
-    # stay ACTIVE too (rebuild, which needs two images, is not tested)
+    # stay ACTIVE too
     iniset "$conf" compute image_ref_alt "$image"
     iniset "$conf" compute flavor_ref "$flavor"
     iniset "$conf" compute flavor_ref_alt "$flavor_alt"
     iniset "$conf" validation run_validation False
-    for flag in pause suspend console_output; do
-        iniset "$conf" compute-feature-enabled "$flag" True
-    done
-    for flag in resize cold_migration live_migration snapshot shelve \
-            shelve_migrate rescue stable_rescue change_password \
-            interface_attach attach_encrypted_volume config_drive \
-            personality vnc_console spice_console serial_console \
-            swap_volume volume_multiattach block_migration_for_live_migration \
-            can_migrate_between_any_hosts hostname_fqdn_sanitization; do
-        iniset "$conf" compute-feature-enabled "$flag" False
-    done
+    if is_service_enabled n-sproxy; then
+        flags_args+=(--serial-console)
+    fi
+    while read -r section option value; do
+        iniset "$conf" "$section" "$option" "$value"
+    done < <("$(nova_clear_bin nova-clear-tempest-flags)" "${flags_args[@]}")
 }
 
 # -- guest networking: Neutron ML2 macvtap + neutron-macvtap-agent ---------

@@ -1,7 +1,7 @@
 """The subcommands of ``tools/allinone`` (which installs the packages and
 the venv first, then runs ``python -m tools.aio``): ``up`` (start +
 bootstrap + demo boot), ``start`` (no demo), ``boot`` (the demo),
-``status``, ``restart SERVICE..``, ``stop``."""
+``status``, ``restart SERVICE..``, ``stop``, ``tempest [--smoke|REGEX]``."""
 
 import argparse
 import os
@@ -35,6 +35,12 @@ def cmd_up(args):
 
 def cmd_boot(args):
     demo.run(args.repeat, args.keep, args.cli, network=not args.nic_none)
+
+
+def cmd_tempest(args):
+    from tools.aio import tempest
+    summary = tempest.run(args.regex, args.smoke, args.concurrency)
+    return 0 if summary['passed'] and not summary['failed'] else 1
 
 
 def cmd_status(args):
@@ -101,6 +107,13 @@ def parser():
     s.add_argument('--nic-none', action='store_true',
                    help='boot without a port (default: on %s)'
                         % hostnet.NET.network)
+    s = sub.add_parser('tempest', help='run tempest against the all-in-one')
+    s.add_argument('regex', nargs='?',
+                   help='tests to run (default: %s, without slow)'
+                        % r'^tempest\.api\.compute\.')
+    s.add_argument('--smoke', action='store_true',
+                   help="the subset .ci/run runs (tools/run-tests)")
+    s.add_argument('--concurrency', type=int, default=2)
     sub.add_parser('status')
     sub.add_parser('stop')
     s = sub.add_parser('restart')
@@ -120,6 +133,7 @@ def main(argv=None):
     os.makedirs(settings.RUN, exist_ok=True)
     handler = {'up': cmd_up, 'start': cmd_up, 'boot': cmd_boot,
                'status': cmd_status, 'stop': cmd_stop,
+               'tempest': cmd_tempest,
                'restart': cmd_restart}[args.command]
     try:
         rc = handler(args)

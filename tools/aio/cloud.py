@@ -16,9 +16,17 @@ FLAVORS = {
     'clear.tiny': (128, 1, 1, {}),
     'clear.tiny.cc': (128, 1, 1,
                       {'trait:CUSTOM_CLEAR_CONTAINERS': 'required'}),
+    # what servers are resized to (tempest's flavor_ref_alt)
+    'clear.small': (192, 2, 2, {}),
 }
 IMAGE = 'clear-busybox'
 IMAGE_EXIT = 'clear-busybox-exit'
+# the sample container image (busybox, built offline with buildah), as a
+# service: it says hello and keeps running
+IMAGE_CONTAINER = 'clear-busybox-container'
+CONTAINER_COMMAND = ('echo "container says: $GREETING from $(pwd) as uid '
+                     '$(id -u)"; cat /data/greeting; exec sleep 2147483647')
+CONTAINER_LINE = 'container says: hello'
 EXIT_COMMAND = ('init=/bin/sh -- -c '
                 '"echo hello from a Clear Container; exit 3"')
 # what the sample image prints on its console once its workload runs
@@ -168,13 +176,23 @@ def sample_image():
     return samples.disk_image('fs')
 
 
+def sample_container_image():
+    """The path of the sample container image (``docker save`` format)."""
+    from nova_clear import samples
+    return samples.container_image('docker')
+
+
 def images_and_flavors():
     """The sample images and the flavors; returns ``{image name: id}``."""
     conn = connection()
     ids = {}
     path = None
-    for name, props in ((IMAGE, {}),
-                        (IMAGE_EXIT, {'os_command_line': EXIT_COMMAND})):
+    for name, props in (
+            (IMAGE, {}),
+            (IMAGE_EXIT, {'os_command_line': EXIT_COMMAND}),
+            (IMAGE_CONTAINER, {'container_format': 'docker',
+                               'clear_cmd': json.dumps([CONTAINER_COMMAND]),
+                               'clear_user': 'root'})):
         img = None
         for i in conn.image.images(name=name):
             if i.status == 'active':
@@ -182,12 +200,16 @@ def images_and_flavors():
             else:
                 conn.image.delete_image(i, ignore_missing=True)
         if img is None:
-            path = path or sample_image()
+            props = dict({'container_format': 'bare'}, **props)
+            if props['container_format'] == 'docker':
+                filename = sample_container_image()
+            else:
+                filename = path = path or sample_image()
             process.say('uploading image %s' % name)
             img = conn.image.create_image(
-                name=name, filename=path, disk_format='raw',
-                container_format='bare', visibility='public',
-                wait=True, validate_checksum=False, **props)
+                name=name, filename=filename, disk_format='raw',
+                visibility='public', wait=True, validate_checksum=False,
+                **props)
         ids[name] = img.id
     for name, (ram, vcpus, disk, specs) in FLAVORS.items():
         f = conn.compute.find_flavor(name)

@@ -2,6 +2,7 @@
 Keystone sections of a service user, and the database and message-queue
 URLs."""
 
+import configparser
 import os
 import shutil
 
@@ -52,8 +53,13 @@ def mysql_url(db):
         state.password('db'), settings.HOST, db)
 
 
-def sqlite_url(name):
-    return 'sqlite:///%s' % os.path.join(settings.DATA, '%s.sqlite' % name)
+def uses_sqlite(path):
+    """Whether the configuration file at ``path`` (if any) has a SQLite
+    ``[database] connection`` (what the all-in-one used before MariaDB)."""
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read(path)
+    return cp.get('database', 'connection',
+                  fallback='').startswith('sqlite:')
 
 
 def rabbit_url():

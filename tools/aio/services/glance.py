@@ -1,9 +1,10 @@
-"""Glance (images) under uWSGI on :9292, SQLite, the file store."""
+"""Glance (images) under uWSGI on :9292, MariaDB, the file store."""
 
 import os
 
 from tools.aio import conf
 from tools.aio import process
+from tools.aio.services import infra
 from tools.aio import settings
 from tools.aio import state
 
@@ -14,15 +15,18 @@ PROCESSES = ['glance']
 PORTS = {'glance': PORT}
 CONFIG_FILES = {'glance': [CONF, os.path.join(DIR, 'glance-api-paste.ini')]}
 CATALOG = [('glance', 'image', 'http://%s:%d' % (settings.HOST, PORT))]
-NEEDS = ()
+NEEDS = (infra,)
 
 
 def configure():
+    if conf.uses_sqlite(CONF):
+        # made when Glance ran on SQLite: its images are uploaded again
+        state.update(glance_db=False)
     conf.write_ini(CONF, {
         'DEFAULT': {'log_file': process.log_path('glance-app'),
                     'enabled_backends': 'fs:file',
                     'bind_host': settings.HOST},
-        'database': {'connection': conf.sqlite_url('glance')},
+        'database': {'connection': conf.mysql_url('glance')},
         'glance_store': {'default_backend': 'fs'},
         'fs': {'filesystem_store_datadir':
                os.path.join(settings.DATA, 'images')},
@@ -41,6 +45,7 @@ def configure():
 
 def init():
     os.makedirs(os.path.join(settings.DATA, 'images'), exist_ok=True)
+    infra.create_databases('glance')
     if not state.done('glance_db'):
         process.run([settings.venv_tool('glance-manage'), '--config-file',
                      CONF, 'db_sync'], 'glance')

@@ -1,4 +1,4 @@
-"""Keystone (identity) under uWSGI on :5000, SQLite, fernet tokens.
+"""Keystone (identity) under uWSGI on :5000, MariaDB, fernet tokens.
 
 Its ``wait`` also registers the catalog (``cloud.catalog``): every later
 service's user and endpoints, which they and nova-compute need."""
@@ -6,6 +6,7 @@ service's user and endpoints, which they and nova-compute need."""
 from tools.aio import cloud
 from tools.aio import conf
 from tools.aio import process
+from tools.aio.services import infra
 from tools.aio import settings
 from tools.aio import state
 
@@ -15,13 +16,16 @@ PROCESSES = ['keystone']
 PORTS = {'keystone': PORT}
 CONFIG_FILES = {'keystone': [CONF]}
 CATALOG = []
-NEEDS = ()
+NEEDS = (infra,)
 
 
 def configure():
+    moved = conf.uses_sqlite(CONF)
     conf.write_ini(CONF, {
         'DEFAULT': {'log_file': process.log_path('keystone-app')},
-        'database': {'connection': conf.sqlite_url('keystone')},
+        # not SQLite: tempest's parallel workers made SQLite answer
+        # "database is locked" (HTTP 500) to concurrent token requests
+        'database': {'connection': conf.mysql_url('keystone')},
         'token': {'provider': 'fernet'},
         'fernet_tokens': {'key_repository':
                           settings.etc('keystone', 'fernet-keys')},
@@ -30,9 +34,21 @@ def configure():
         # a test cloud: bcrypt's default cost makes each token take ~1 s
         'identity': {'password_hash_rounds': '4'},
     })
+    if moved:
+        # an all-in-one made when Keystone ran on SQLite: its users and
+        # catalog are made again in MariaDB, so every service that holds
+        # tokens or ids of the old ones starts again
+        process.say('keystone moves from SQLite to MariaDB: restarting '
+                    'the services')
+        from tools.aio import services
+        for svc in reversed(services.ORDER):
+            if svc is not infra:
+                svc.stop()
+        state.update(keystone_db=False)
 
 
 def init():
+    infra.create_databases('keystone')
     if state.done('keystone_db'):
         return
     manage = [settings.venv_tool('keystone-manage'), '--config-file', CONF]

@@ -8,6 +8,7 @@ import socket
 from tools.aio import conf
 from tools.aio import process
 from tools.aio.services import infra
+from tools.aio.services import keystone
 from tools.aio import settings
 from tools.aio import state
 
@@ -23,8 +24,9 @@ CONFIG_FILES = {'nova-api': [API_CONF, os.path.join(DIR, 'api-paste.ini')],
                 'nova-conductor': [SERVICES_CONF],
                 'nova-scheduler': [SERVICES_CONF]}
 CATALOG = [('nova', 'compute', 'http://%s:%d/v2.1' % (settings.HOST, PORT))]
-# conductor and scheduler talk through RabbitMQ
-NEEDS = (infra,)
+# conductor and scheduler talk through RabbitMQ, and the conductor logs in
+# (placement) as it starts: its service user must exist
+NEEDS = (infra, keystone)
 MANAGE = [settings.venv_tool('nova-manage'), '--config-file', SERVICES_CONF]
 
 
@@ -34,7 +36,13 @@ def common():
         'DEFAULT': {'transport_url': conf.rabbit_url(),
                     'state_path': STATE_PATH,
                     'instances_path': INSTANCES,
-                    'my_ip': settings.HOST, 'host': socket.gethostname()},
+                    'my_ip': settings.HOST, 'host': socket.gethostname(),
+                    # one host: resize and cold migration stay on it (the
+                    # API and the scheduler read this); shelve offloads at
+                    # once (the compute manager), so unshelve boots from
+                    # the snapshot
+                    'allow_resize_to_same_host': 'true',
+                    'shelved_offload_time': '0'},
         'api': {'auth_strategy': 'keystone'},
         'keystone_authtoken': conf.authtoken('nova'),
         'service_user': dict(conf.ks_auth('nova'),

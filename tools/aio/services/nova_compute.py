@@ -72,6 +72,9 @@ def configure():
     cpu['DEFAULT']['vif_plugging_timeout'] = '60'
     # the resource tracker's periodic update (nova's default: 60 s)
     cpu['DEFAULT']['update_resources_interval'] = '20'
+    # tiny Clear Containers on a 2-core host: nova's default 4.0 admits
+    # only 8 one-vCPU servers, fewer than tempest keeps at once
+    cpu['DEFAULT']['cpu_allocation_ratio'] = '16.0'
     # "Final resource view" (debug) after each successful update tells
     # when the resource tracker can claim: wait() looks for it
     from oslo_log import _options as log_options
