@@ -57,6 +57,8 @@ class Interface:
     type: str               # libvirt type: direct, ethernet or bridge
     source_dev: str = None  # macvtap lower device on the host
     source_mode: str = None  # macvtap mode
+    vlan: int = None         # macvtap on a VLAN network: its VLAN id...
+    vlan_parent: str = None  # ...and the physical interface under it
     mtu: int = None
     target_dev: str = None  # host tap device (ethernet, bridge)
     managed: bool = True    # ethernet: libvirt creates the tap
@@ -101,8 +103,23 @@ def interface(vif):
     if mode not in MACVTAP_MODES:
         raise VifError(_('port %(port)s: unknown macvtap mode %(mode)s') %
                        {'port': port, 'mode': mode})
+    vlan = details.get(network_model.VIF_DETAILS_VLAN)
+    parent = details.get(network_model.VIF_DETAILS_PHYS_INTERFACE)
+    if vlan:
+        # a VLAN network: the macvtap sits on <physical interface>.<vlan>,
+        # which the host makes before the guest starts (vif_plug)
+        try:
+            vlan = int(vlan)
+        except (TypeError, ValueError):
+            vlan = 0
+        if not 1 <= vlan <= 4094 or not parent:
+            raise VifError(_('port %(port)s: the macvtap binding has VLAN '
+                             '%(vlan)s on physical interface %(dev)s') %
+                           {'port': port, 'vlan': details.get('vlan'),
+                            'dev': parent})
     return Interface(port_id=port, mac=mac.lower(), type='direct',
-                     source_dev=source, source_mode=mode, mtu=_mtu(vif))
+                     source_dev=source, source_mode=mode, mtu=_mtu(vif),
+                     vlan=vlan or None, vlan_parent=parent if vlan else None)
 
 
 def os_vif_object(vif):
@@ -179,10 +196,13 @@ def plug_events(network_info, rebuilding=False):
 
 
 def check_host(ifaces, sysfs='/sys/class/net'):
-    """Every macvtap source device exists on this host."""
+    """Every macvtap source device exists on this host (for a VLAN
+    network: the physical interface the VLAN device is made on)."""
     for iface in ifaces:
-        if iface.type == 'direct' and not os.path.exists(
-                os.path.join(sysfs, iface.source_dev)):
+        if iface.type != 'direct':
+            continue
+        dev = iface.vlan_parent or iface.source_dev
+        if not os.path.exists(os.path.join(sysfs, dev)):
             raise VifError(_('port %(port)s: the macvtap source device '
                              '%(dev)s does not exist on this host') %
-                           {'port': iface.port_id, 'dev': iface.source_dev})
+                           {'port': iface.port_id, 'dev': dev})

@@ -21,6 +21,7 @@ from oslo_log import log as logging
 from vif_plug_ovs import linux_net as ovs_linux_net
 
 from nova.network import os_vif_util
+import nova.privsep.linux_net
 
 from nova_clear import exception as clear_exc
 from nova_clear.i18n import _
@@ -29,6 +30,7 @@ from nova_clear import vif as clear_vif
 LOG = logging.getLogger(__name__)
 
 _init_lock = threading.Lock()
+_vlan_lock = threading.Lock()  # two instances on one new VLAN at once
 _initialized = False
 
 
@@ -102,12 +104,44 @@ def _tap_up_first(instance, vif, obj):
                                    'err': e})
 
 
+def ensure_vlans(instance, network_info):
+    """The VLAN devices under the instance's macvtap ports on VLAN
+    networks (``<physical interface>.<vlan>``, as neutron's macvtap
+    mechanism driver names them), made and up if missing, as nova's
+    libvirt driver does (``plug_macvtap``) with nova's privsep helpers.
+    They stay when the instance goes: other instances share them."""
+    for iface in clear_vif.interfaces(network_info):
+        if not iface.vlan:
+            continue
+        try:
+            with _vlan_lock:
+                if not nova.privsep.linux_net.device_exists(
+                        iface.source_dev):
+                    LOG.debug('Making VLAN device %s (VLAN %d on %s)',
+                              iface.source_dev, iface.vlan,
+                              iface.vlan_parent, instance=instance)
+                    nova.privsep.linux_net.add_vlan(
+                        iface.vlan_parent, iface.source_dev, iface.vlan)
+                nova.privsep.linux_net.set_device_enabled(iface.source_dev)
+        except Exception as e:
+            raise clear_exc.PortNotPluggable(
+                name=instance.name,
+                reason=_('port %(port)s: could not make VLAN device %(dev)s '
+                         '(VLAN %(vlan)d on %(parent)s): %(err)s') %
+                {'port': iface.port_id, 'dev': iface.source_dev,
+                 'vlan': iface.vlan, 'parent': iface.vlan_parent,
+                 'err': _cause(e)})
+
+
 def plug(instance, network_info, only=None):
     """Plug the os-vif ports of the instance (idempotent), or raise
     :class:`~nova_clear.exception.PortNotPluggable` naming the port.
     ``only``: 'before' the ports needed before the domain starts, 'after'
     those whose tap libvirt creates (:func:`tap_made_by_libvirt`), None
-    all of them."""
+    all of them.  Macvtap ports on VLAN networks get their VLAN device
+    before the domain starts."""
+    if only != 'after':
+        ensure_vlans(instance, network_info)
     for vif, obj, info in _prepared(instance, network_info):
         if only is not None and \
                 tap_made_by_libvirt(obj) != (only == 'after'):

@@ -31,7 +31,9 @@ def macvtaps():
     return {link.get('address') for link in json.loads(out or '[]')}
 
 
-class TestNetworking(base.IntegrationTestCase):
+class NetworkingTestCase(base.IntegrationTestCase):
+    """Servers on the all-in-one's provider network, and how to reach
+    them."""
 
     def setUp(self):
         super().setUp()
@@ -80,6 +82,9 @@ class TestNetworking(base.IntegrationTestCase):
                 self.fail('%s did not answer from %s: %s' % (
                     url, self.net['netns'], proc.stderr[-500:]))
             time.sleep(0.5)
+
+
+class TestNetworking(NetworkingTestCase):
 
     def test_service_reachable_guests_reach_each_other_delete_unplugs(self):
         server = self.boot('web', self.container_image(SERVER_CMD))
@@ -163,3 +168,56 @@ class TestNetworking(base.IntegrationTestCase):
         self.assertEqual(1, len(self.ports(server)))
         self.assertEqual('ACTIVE', self.conn.compute.get_server(
             server).status)
+
+
+class TestProjectNetworks(NetworkingTestCase):
+    """Project networks are VLANs on the provider's physical network:
+    their macvtaps sit on ``<physical interface>.<vlan>``, which
+    nova-compute makes (through privsep) before the guest starts."""
+
+    def test_two_nics_and_a_vlan_network(self):
+        if self.state.get('project_network_type') != 'vlan':
+            self.skipTest('project networks are %s here: this host\'s '
+                          'kernel makes no 802.1Q VLAN devices'
+                          % self.state.get('project_network_type'))
+        net = self.conn.network.create_network(name=self.name('vlan'))
+        self.addCleanup(self.conn.network.delete_network, net,
+                        ignore_missing=True)
+        self.assertEqual('vlan', net.provider_network_type)
+        subnet = self.conn.network.create_subnet(
+            network_id=net.id, ip_version=4, cidr='10.79.%d.0/24'
+            % (net.provider_segmentation_id % 250), enable_dhcp=False,
+            gateway_ip=None)
+        self.addCleanup(self.conn.network.delete_subnet, subnet,
+                        ignore_missing=True)
+        server = self.conn.compute.create_server(
+            name=self.name('web2'), flavor_id=self.flavor().id,
+            image_id=self.container_image(SERVER_CMD).id,
+            networks=[{'uuid': self.net['network_id']}, {'uuid': net.id}])
+        self.addCleanup(self.delete, server.id)
+        server = self.wait_status(server, 'ACTIVE')
+        vlan_dev = '%s.%d' % (self.net['physical_interface'],
+                              net.provider_segmentation_id)
+        link = subprocess.run(['ip', '-d', 'link', 'show', vlan_dev],
+                              capture_output=True, text=True)
+        self.assertEqual(0, link.returncode, link.stderr)
+        self.assertIn('vlan protocol 802.1Q id %d'
+                      % net.provider_segmentation_id, link.stdout)
+        text = self.wait_console(server, 'serving')
+        vlan_ip = [a['addr'] for a in server.addresses[net.name]][0]
+        eth1 = [line for line in text.splitlines()
+                if line.startswith('nova-clear: network eth1 ')]
+        self.assertEqual(1, len(eth1), text)
+        self.assertIn('%s/24' % vlan_ip, eth1[0].split())
+        # another guest on the VLAN only reaches it there
+        client = self.conn.compute.create_server(
+            name=self.name('vclient'), flavor_id=self.flavor().id,
+            image_id=self.container_image(CLIENT_CMD % vlan_ip).id,
+            networks=[{'uuid': net.id}])
+        self.addCleanup(self.delete, client.id)
+        client = self.wait_status(client, 'ACTIVE')
+        text = self.wait_console(client, 'client-done')
+        self.assertIn('page from %s' % server.hostname, text)
+        for s in (server, client):
+            self.delete(s.id)
+            self.assert_gone_from_host(s.id)

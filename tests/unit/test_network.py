@@ -175,6 +175,73 @@ class TestInterfaces(testtools.TestCase):
                                 ifaces, sysfs)
         self.assertIn('phys0 does not exist', str(err))
 
+    @staticmethod
+    def vlan_vif(vlan='101', parent='phys0', port='port-1', mac=MAC1):
+        return make_vif(port=port, mac=mac, details={
+            network_model.VIF_DETAILS_MACVTAP_SOURCE: '%s.%s' % (parent,
+                                                                 vlan),
+            network_model.VIF_DETAILS_MACVTAP_MODE: 'bridge',
+            network_model.VIF_DETAILS_PHYS_INTERFACE: parent,
+            network_model.VIF_DETAILS_VLAN: vlan})
+
+    def test_macvtap_on_a_vlan_network(self):
+        iface = clear_vif.interface(self.vlan_vif())
+        self.assertEqual(('phys0.101', 101, 'phys0'),
+                         (iface.source_dev, iface.vlan, iface.vlan_parent))
+        flat = clear_vif.interface(make_vif())
+        self.assertEqual((None, None), (flat.vlan, flat.vlan_parent))
+        for bad in ('0', '4095', 'x'):
+            err = self.assertRaises(clear_vif.VifError, clear_vif.interface,
+                                    self.vlan_vif(vlan=bad))
+            self.assertIn('port-1', str(err))
+        self.assertRaises(clear_vif.VifError, clear_vif.interface,
+                          self.vlan_vif(parent=''))
+
+    def test_check_host_vlan_needs_its_parent_only(self):
+        sysfs = self.useFixture(fixtures.TempDir()).path
+        ifaces = clear_vif.interfaces([self.vlan_vif()])
+        err = self.assertRaises(clear_vif.VifError, clear_vif.check_host,
+                                ifaces, sysfs)
+        self.assertIn('phys0 does not exist', str(err))
+        os.mkdir(os.path.join(sysfs, 'phys0'))
+        clear_vif.check_host(ifaces, sysfs)  # phys0.101 made at plug
+
+    def test_vlan_devices_made_before_the_guest_once(self):
+        made = set()
+        calls = []
+        linux_net = 'nova.privsep.linux_net.'
+        self.useFixture(fixtures.MockPatch(
+            linux_net + 'device_exists', side_effect=lambda d: d in made))
+
+        def add_vlan(parent, dev, vlan):
+            calls.append((parent, dev, vlan))
+            made.add(dev)
+        self.useFixture(fixtures.MockPatch(linux_net + 'add_vlan',
+                                           side_effect=add_vlan))
+        up = self.useFixture(fixtures.MockPatch(
+            linux_net + 'set_device_enabled')).mock
+        instance = test_domain._instance()
+        info = [self.vlan_vif(), self.vlan_vif(port='p2', mac=MAC2),
+                make_vif(port='p3', mac='fa:16:3e:00:00:03')]
+        vif_plug.plug(instance, info, only='before')
+        vif_plug.plug(instance, info, only='after')  # nothing more
+        self.assertEqual([('phys0', 'phys0.101', 101)], calls)
+        self.assertEqual(2, up.call_count)
+
+    def test_vlan_device_failure_names_the_port(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova.privsep.linux_net.device_exists', return_value=False))
+        self.useFixture(fixtures.MockPatch(
+            'nova.privsep.linux_net.add_vlan',
+            side_effect=OSError('RTNETLINK answers: Operation not '
+                                'permitted')))
+        err = self.assertRaises(
+            clear_exc.PortNotPluggable, vif_plug.plug,
+            test_domain._instance(), [self.vlan_vif()])
+        self.assertIn('port-1', str(err))
+        self.assertIn('phys0.101', str(err))
+        self.assertIn('not permitted', str(err))
+
 
 class TestGuestNetworkArgs(testtools.TestCase):
 

@@ -6,6 +6,7 @@ report to it) and the macvtap agent on the host network's ``PHYS_IF``
 import datetime
 import os
 import socket
+import subprocess
 import time
 
 from tools.aio import cloud
@@ -32,9 +33,28 @@ CATALOG = [('neutron', 'network', 'http://%s:%d' % (settings.HOST, PORT))]
 # its RPC server and agent talk through RabbitMQ
 NEEDS = (infra,)
 SERVER_ARGS = ['--config-file', CONF, '--config-file', ML2_CONF]
+# the VLAN ids of project networks (tempest makes its own networks)
+VLAN_RANGE = (100, 199)
 # the macvtap agent's start, when this run started it: (UTC start time,
 # monotonic time)
 _agent_started = None
+
+
+def vlan_capable():
+    """Whether this host's kernel makes 802.1Q VLAN devices (module
+    8021q; some hosts lack it): tried on a throw-away veth pair."""
+    probe = 'aio-vlanprobe'
+    subprocess.run(['ip', 'link', 'del', probe], capture_output=True)
+    made = subprocess.run(['ip', 'link', 'add', probe, 'type', 'veth',
+                           'peer', 'name', probe + 'p'],
+                          capture_output=True).returncode == 0
+    try:
+        return made and subprocess.run(
+            ['ip', 'link', 'add', 'link', probe, 'name', probe + '.2',
+             'type', 'vlan', 'id', '2'], capture_output=True).returncode == 0
+    finally:
+        if made:
+            subprocess.run(['ip', 'link', 'del', probe], capture_output=True)
 
 
 def configure():
@@ -62,14 +82,22 @@ def configure():
         'oslo_concurrency': {'lock_path': settings.LOCKS},
         'agent': {'root_helper': ''},
     })
+    project_type = 'vlan' if vlan_capable() else 'local'
+    state.update(project_network_type=project_type)
     conf.write_ini(ML2_CONF, {
-        # flat provider networks bound by the macvtap agent; "local"
-        # stays the project network type (such ports do not bind)
-        'ml2': {'type_drivers': 'flat,local', 'tenant_network_types': 'local',
+        # flat provider networks bound by the macvtap agent; project
+        # networks are VLANs on the same physical network (the macvtap
+        # of a port sits on clearphys0.<vlan>, which nova-compute makes)
+        # where the kernel has 802.1Q, else "local" (such ports do not
+        # bind: every server goes on the provider network)
+        'ml2': {'type_drivers': 'flat,vlan,local',
+                'tenant_network_types': project_type,
                 'mechanism_drivers': 'macvtap', 'extension_drivers': ''},
         # any physical network name is accepted: one that no agent maps
         # makes a port binding fail (the integration tests provoke that)
         'ml2_type_flat': {'flat_networks': '*'},
+        'ml2_type_vlan': {'network_vlan_ranges': '%s:%d:%d' % (
+            hostnet.NET.physnet, VLAN_RANGE[0], VLAN_RANGE[1])},
     })
     # the agent runs as root, without sudo: privsep's helper is started
     # directly, for each of neutron's privsep contexts
