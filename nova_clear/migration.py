@@ -103,17 +103,28 @@ def move_files(src_dir, dest_dir, names, dest_host=None):
         if dest_host is None:
             processutils.execute('cp', '--sparse=always', src, dst)
         else:
+            # as nova's libvirt driver: no compression for qcow2
             libvirt_utils.copy_image(src, dst, host=dest_host,
-                                     compression=name not in DISKS)
+                                     compression=name != 'disk')
         copied.append(name)
     return copied
 
 
-def _make_dest_dir(path, dest_host):
-    if dest_host is None:
-        fileutils.ensure_tree(path)
-    else:
-        remotefs.RemoteFilesystem().create_dir(dest_host, path)
+def _check_space(files):
+    """Refuse before the guest stops when this host's instances path
+    cannot hold a second copy of the instance's files (same-host move)."""
+    needed = 0
+    for name in MOVED:
+        try:
+            needed += os.stat(os.path.join(files.dir, name)).st_blocks * 512
+        except FileNotFoundError:
+            pass
+    st = os.statvfs(os.path.dirname(files.dir))
+    free = st.f_bavail * st.f_frsize
+    if needed > free:
+        raise _refuse(_('%(n)d MiB free in %(p)s, the copy needs %(c)d MiB')
+                      % {'n': free // units.Mi, 'p': os.path.dirname(
+                          files.dir), 'c': needed // units.Mi})
 
 
 def _remove_dest_dir(path, dest_host):
@@ -187,9 +198,11 @@ def migrate_disk_and_power_off(drv, context, instance, dest, flavor,
     if not files.has_disks():
         raise _refuse(_('the instance has no disks in %s') % files.dir)
     saved = resize_dir(files)
-    if dest_host is not None:
+    if dest_host is None:
+        _check_space(files)
+    else:
         try:
-            _make_dest_dir(files.dir, dest_host)
+            remotefs.RemoteFilesystem().create_dir(dest_host, files.dir)
         except Exception as e:
             raise _refuse(_('cannot create %(d)s on %(h)s: %(e)s') %
                           {'d': files.dir, 'h': dest_host, 'e': e})

@@ -153,6 +153,16 @@ class TestDriverResize(test_driver.DriverTestCase):
         self.assertEqual(power_state.RUNNING, self._state())
         self.assertFalse(os.path.exists(self.d + '_resize'))
 
+    def test_no_space_for_the_copy_refused_before_power_off(self):
+        st = os.statvfs(self.d)
+        with mock.patch.object(os, 'statvfs', return_value=mock.Mock(
+                f_bavail=0, f_frsize=st.f_frsize)):
+            e = self.assertRaises(exception.InstanceFaultRollback,
+                                  self._migrate)
+        self.assertIn('free in', str(e.inner_exception))
+        self.assertEqual(power_state.RUNNING, self._state())
+        self.assertFalse(os.path.exists(self.d + '_resize'))
+
     def test_copy_failure_restores_the_running_original(self):
         with mock.patch.object(
                 processutils, 'execute',

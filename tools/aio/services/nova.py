@@ -34,7 +34,10 @@ def common():
         'DEFAULT': {'transport_url': conf.rabbit_url(),
                     'state_path': STATE_PATH,
                     'instances_path': INSTANCES,
-                    'my_ip': settings.HOST, 'host': socket.gethostname()},
+                    'my_ip': settings.HOST, 'host': socket.gethostname(),
+                    # one host: resize and cold migration stay on it
+                    # (nova-api reads it; doc/source/resize.rst)
+                    'allow_resize_to_same_host': 'true'},
         'api': {'auth_strategy': 'keystone'},
         'keystone_authtoken': conf.authtoken('nova'),
         'service_user': dict(conf.ks_auth('nova'),
