@@ -53,6 +53,7 @@ from nova.virt.image import model as imgmodel
 from nova.virt.libvirt import utils as libvirt_utils
 from nova.virt.libvirt.volume import remotefs
 
+from nova_clear import domain
 from nova_clear.i18n import _
 
 LOG = logging.getLogger(__name__)
@@ -188,6 +189,10 @@ def migrate_disk_and_power_off(drv, context, instance, dest, flavor,
         raise _refuse(_('Unable to resize disk down (root disk %(o)d GB -> '
                         '%(n)d GB).') % {'o': instance.flavor.root_gb,
                                          'n': flavor.root_gb})
+    try:
+        domain.disk_iotune(flavor)   # what finish_migration will apply
+    except exception.NovaException as e:
+        raise _refuse(str(e))
     dest_host = None if is_local(drv, dest) else dest
     if dest_host is not None and not BETWEEN_HOSTS:
         raise _refuse(_('moving a Clear Container to another host (%s) is '

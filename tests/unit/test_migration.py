@@ -146,6 +146,15 @@ class TestDriverResize(test_driver.DriverTestCase):
         self.assertFalse(os.path.exists(self.d + '_resize'))
         self.assertEqual(self.before, sorted(os.listdir(self.d)))
 
+    def test_bad_disk_quota_of_new_flavor_refused_before_anything(self):
+        flavor = _flavor()
+        flavor.extra_specs = {'quota:disk_read_iops_sec': 'lots'}
+        e = self.assertRaises(exception.InstanceFaultRollback, self._migrate,
+                              flavor)
+        self.assertIn('quota', str(e.inner_exception))
+        self.assertEqual(power_state.RUNNING, self._state())
+        self.assertFalse(os.path.exists(self.d + '_resize'))
+
     def test_other_host_refused_before_anything(self):
         e = self.assertRaises(exception.InstanceFaultRollback, self._migrate,
                               dest='192.0.2.7')
