@@ -6,7 +6,11 @@ CAPABILITIES = {
     # filesystems no instance uses any more.
     'has_imagecache': True,
     'supports_evacuate': False,
-    'supports_migrate_to_same_host': False,
+    # Resize and cold migration (nova_clear.migration) keep the original
+    # in <uuid>_resize beside the new <uuid> and redefine the one domain,
+    # so source and destination may be this host: the all-in-one resizes
+    # with allow_resize_to_same_host = true.
+    'supports_migrate_to_same_host': True,
     # microvm has no bus that hot-plugs: virtio-mmio devices exist
     # from boot to power-off, and the agent configures addresses once.
     # Ports are chosen at server create; change them by rebuilding.

@@ -36,6 +36,7 @@ from nova_clear.i18n import _
 from nova_clear.images import container
 from nova_clear.images import disk as disk_images
 from nova_clear import instance_disks
+from nova_clear import migration
 from nova_clear import privsep as clear_privsep
 from nova_clear import rescue
 from nova_clear import resources
@@ -310,6 +311,7 @@ class ClearDriver(driver.ComputeDriver):
                 self.unplug_vifs(instance, network_info)
             if destroy_disks:
                 self._files(instance).remove()
+                migration.remove_on_delete(self._files(instance), instance)
 
     # -- power --------------------------------------------------------------
     def _restart(self, context, instance, network_info, guest=None):
@@ -368,24 +370,26 @@ class ClearDriver(driver.ComputeDriver):
 
     def power_off(self, instance, timeout=0, retry_interval=0):
         with _instance_lock(instance):
-            guest = self.host.lookup(instance.uuid)
-            if timeout and guest.is_active():
-                deadline = time.monotonic() + timeout
-                interval = retry_interval or timeout
-                while time.monotonic() < deadline:
-                    try:
-                        guest.shutdown()
-                    except clear_exc.GuestOperationFailed:
-                        break  # shut down meanwhile, or no ACPI
-                    if guest.wait_for_shutoff(
-                            min(interval,
-                                max(0, deadline - time.monotonic()))):
-                        LOG.info('Clear Container shut down cleanly',
-                                 instance=instance)
-                        return
-                LOG.warning('Clear Container did not shut down within %ds; '
-                            'forcing it off', timeout, instance=instance)
-            guest.destroy()
+            self._power_off(instance, timeout, retry_interval)
+
+    def _power_off(self, instance, timeout=0, retry_interval=0):
+        guest = self.host.lookup(instance.uuid)
+        if timeout and guest.is_active():
+            deadline = time.monotonic() + timeout
+            interval = retry_interval or timeout
+            while time.monotonic() < deadline:
+                try:
+                    guest.shutdown()
+                except clear_exc.GuestOperationFailed:
+                    break  # shut down meanwhile, or no ACPI
+                if guest.wait_for_shutoff(
+                        min(interval, max(0, deadline - time.monotonic()))):
+                    LOG.info('Clear Container shut down cleanly',
+                             instance=instance)
+                    return
+            LOG.warning('Clear Container did not shut down within %ds; '
+                        'forcing it off', timeout, instance=instance)
+        guest.destroy()
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
@@ -440,6 +444,36 @@ class ClearDriver(driver.ComputeDriver):
     def unrescue(self, context, instance):
         with _instance_lock(instance):
             rescue.unrescue(self, context, instance)
+
+    # -- resize and cold migration (nova_clear.migration) -------------------
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
+                                   network_info, block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        with _instance_lock(instance):
+            return migration.migrate_disk_and_power_off(
+                self, context, instance, dest, flavor, network_info,
+                timeout, retry_interval)
+
+    def finish_migration(self, context, migration_, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        with _instance_lock(instance):
+            migration.finish_migration(
+                self, context, migration_, instance, disk_info,
+                network_info, image_meta, resize_instance, power_on)
+
+    def confirm_migration(self, context, migration_, instance, network_info):
+        with _instance_lock(instance):
+            migration.confirm_migration(self, context, migration_, instance,
+                                        network_info)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration_, block_device_info=None,
+                                power_on=True, share_info=None):
+        with _instance_lock(instance):
+            migration.finish_revert_migration(self, context, instance,
+                                              network_info, power_on)
 
     # -- diagnostics (nova_clear.diagnostics), crash dump --------------------
     def trigger_crash_dump(self, instance):

@@ -111,9 +111,11 @@ class InstanceDisks:
         def local_files():
             names = os.listdir(instances_path) \
                 if os.path.isdir(instances_path) else []
+            # <uuid>, and <uuid>_resize (nova_clear.migration) until the
+            # resize is confirmed; not _clear_base...
             files = [storage.InstanceFiles(instances_path, name)
                      for name in names
-                     if uuidutils.is_uuid_like(name)]  # not _clear_base...
+                     if uuidutils.is_uuid_like(name.removesuffix('_resize'))]
             # A rescued instance's rescue image (nova_clear.rescue).
             return files + [storage.InstanceFiles(f.dir, 'rescue')
                             for f in files
