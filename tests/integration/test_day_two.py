@@ -1,5 +1,6 @@
 """Day-two operations through the real Nova: snapshot (``openstack server
-image create``), rescue/unrescue and rebuild of a server with a port.
+image create``), rescue/unrescue, rebuild of a server with a port and
+resize.
 
 The driver's side of these is in nova_clear/snapshot.py (with
 nova_clear/images/commit.py), nova_clear/rescue.py and the rebuild path of
@@ -9,11 +10,13 @@ container server's snapshot, rescue, unrescue and rebuild are attached to
 each test as the ``timings`` detail: the client's (the ``openstack`` command,
 ``--wait`` polls every few seconds) and the API's (``api ...``: from the
 instance action's start, the request, to the end of its compute event, as
-``openstack server event show`` reports them).
+``openstack server event show`` reports them).  Resize (revert, then
+confirm) of a container server: nova_clear/migration.py.
 """
 
 import datetime
 import json
+import os
 import time
 
 from testtools import content
@@ -194,3 +197,74 @@ class TestDayTwo(base.IntegrationTestCase):
         ports = list(self.conn.network.ports(device_id=server.id))
         self.assertEqual([port.id], [p.id for p in ports])
         self.assertEqual('ACTIVE', ports[0].status)
+
+    # -- resize -------------------------------------------------------
+
+    def test_resize_container_revert_then_confirm(self):
+        image = self.container_image(RESIZE_CMD)
+        server = self.create('resize', image=image.id, flavor='clear.tiny')
+        text = self.wait_console(server, 'resize-report')
+        self.assertIn('wrote-mark', text)
+        self.assertIn('cpus: 1', text)
+        size_before = _root_kib(text)
+
+        def resize():
+            self.cli('server', 'resize', '--wait', '--flavor', 'clear.small',
+                     server.id)
+            return self.wait_status(server, 'VERIFY_RESIZE')
+        self.timed('container resize (resize --wait)', resize)
+        self.action_time('container resize', server, 'resize',
+                         'compute_finish_resize')
+        text = self.wait_console(server, 'resize-report', count=2)
+        last = text[text.rindex('found mark'):]
+        self.assertIn('found mark: before-resize', last)
+        self.assertIn('cpus: 2', last)
+        self.assertGreater(_root_kib(last), size_before)
+
+        # revert: back on the old flavor, with the data
+        self.timed('resize revert (to ACTIVE)', self._revert, server)
+        self.assertEqual('clear.tiny',
+                         self.conn.compute.get_server(server).flavor.name)
+        text = self.wait_console(server, 'resize-report', count=3)
+        last = text[text.rindex('found mark'):]
+        self.assertIn('cpus: 1', last)
+        self.assertEqual(size_before, _root_kib(last))
+
+        # and again, confirmed this time
+        resize()
+        self.timed('resize confirm (to ACTIVE)', self._confirm, server)
+        server = self.assert_no_fault(server)
+        self.assertEqual('clear.small', server.flavor.name)
+        self.assertFalse(_resize_leftovers(self.instance_dir(server.id)))
+
+    def _revert(self, server):
+        self.cli('server', 'resize', 'revert', server.id)
+        return self.wait_status(server, 'ACTIVE')
+
+    def _confirm(self, server):
+        self.cli('server', 'resize', 'confirm', server.id)
+        return self.wait_status(server, 'ACTIVE')
+
+
+# Marks its root once; every boot reports what it sees: the mark, its
+# vCPUs and the size of its root filesystem (the writable disk's).
+RESIZE_CMD = (
+    'mkdir -p /root; if [ -e /root/mark ]; then '
+    'echo "found mark: $(cat /root/mark)"; else '
+    'echo before-resize > /root/mark; busybox sync; echo wrote-mark; '
+    'echo "found mark: none"; fi; '
+    'echo "cpus: $(busybox nproc)"; '
+    'echo "root-kib: $(busybox df -k / | busybox tail -1 | '
+    'busybox awk \'{print $2}\')"; echo resize-report; exec sleep 3600')
+
+
+def _root_kib(text):
+    """The last ``root-kib:`` figure in ``text``."""
+    lines = [line for line in text.splitlines()
+             if line.startswith('root-kib: ')]
+    return int(lines[-1].split()[1])
+
+
+def _resize_leftovers(instance_dir):
+    """What a confirmed resize must not leave: ``<dir>_resize``."""
+    return os.path.exists(instance_dir.rstrip('/') + '_resize')

@@ -103,7 +103,7 @@ class TestFlags(testtools.TestCase):
             [sys.executable, '-c',
              'from nova_clear.deploy import tempest_conf; '
              'tempest_conf.main(["--serial-console"])'],
-            capture_output=True, text=True, check=True).stdout
+            capture_output=True, text=True, check=True, cwd=ROOT).stdout
         lines = [line.split() for line in out.splitlines()]
         self.assertTrue(lines)
         for section, option, value in lines:
@@ -123,9 +123,11 @@ class TestDevstackTestConfig(testtools.TestCase):
         os.makedirs(bindir)
         flags = os.path.join(bindir, 'nova-clear-tempest-flags')
         with open(flags, 'w') as f:
-            f.write('#!%s\nfrom nova_clear.deploy import tempest_conf\n'
-                    'import sys\nsys.exit(tempest_conf.main())\n'
-                    % sys.executable)
+            # this tree's nova_clear, as the test imports it
+            f.write('#!%s\nimport sys\nsys.path.insert(0, %r)\n'
+                    'from nova_clear.deploy import tempest_conf\n'
+                    'sys.exit(tempest_conf.main())\n'
+                    % (sys.executable, ROOT))
         os.chmod(flags, 0o755)
         conf = os.path.join(tmp, 'tempest.conf')
         script = '''
