@@ -105,7 +105,7 @@ function create_nova_clear_images_and_flavors {
 
 # tempest: what the driver supports (issue 2's driver core: no snapshots,
 # resize, migration, rescue, shelve, volumes or interfaces yet; no guest
-# networking, so no SSH validation)
+# networking, so no SSH validation); the serial console with n-sproxy
 function configure_tempest_for_nova_clear {
     local conf=${1:-$TEMPEST_CONFIG}
     local image flavor flavor_alt flag
@@ -125,11 +125,17 @@ function configure_tempest_for_nova_clear {
     for flag in resize cold_migration live_migration snapshot shelve \
             shelve_migrate rescue stable_rescue change_password \
             interface_attach attach_encrypted_volume config_drive \
-            personality vnc_console spice_console serial_console \
+            personality vnc_console spice_console \
             swap_volume volume_multiattach block_migration_for_live_migration \
             can_migrate_between_any_hosts hostname_fqdn_sanitization; do
         iniset "$conf" compute-feature-enabled "$flag" False
     done
+    # the serial console works where devstack runs nova-serialproxy
+    if is_service_enabled n-sproxy; then
+        iniset "$conf" compute-feature-enabled serial_console True
+    else
+        iniset "$conf" compute-feature-enabled serial_console False
+    fi
 }
 
 # -- guest networking: Neutron ML2 macvtap + neutron-macvtap-agent ---------
