@@ -250,10 +250,12 @@ mount --bind /dev /newroot/dev 2>/dev/null
 mount -t proc proc /newroot/proc 2>/dev/null
 mount -t sysfs sysfs /newroot/sys 2>/dev/null
 # The console is the workload's terminal, as "docker run -it" gives one:
-# the console's own device (ttyS0), opened blocking, as stdin, stdout,
-# stderr and controlling terminal (^C, job control for a shell), which
-# /dev/console can be neither.  With [serial_console] enabled what is typed
-# into "openstack console url show --serial" reaches it.
+# the console's own device (ttyS0) as stdin, stdout, stderr and
+# controlling terminal (^C, job control for a shell).  Not /dev/console:
+# the kernel opens it non-blocking (a read with no input waiting fails
+# with EAGAIN) and never makes it a controlling terminal on open.  With
+# [serial_console] enabled what is typed into "openstack console url show
+# --serial" reaches it.
 tty=
 for t in $(cat /sys/class/tty/console/active 2>/dev/null); do tty=/dev/$t; done
 [ -c "$tty" ] || tty=/dev/console
