@@ -8,7 +8,9 @@ A Clear Container is not a PC.  On ``machine='microvm'`` libvirt passes
 directly), no PCI bus, no USB, no graphics, no balloon.  Devices are
 virtio-mmio: the root disk, network interfaces (virtio-net on a macvtap
 or tap device), a random number generator; the console is the
-machine's one ISA serial port, written to a file by virtlogd.
+machine's one ISA serial port, written to a file by virtlogd (and, with
+nova's ``[serial_console]`` enabled, a TCP server for nova-serialproxy
+too: see nova_clear/serial_console.py).
 
 ``machine='q35'`` is kept for devices that need PCI (for example PCI
 passthrough or vhost-user NICs in a later release); it boots the tiny qboot
@@ -68,6 +70,9 @@ class BootConfig:
     # the disks' <iotune>; on microvm our metadata's <iotune>, which
     # libvirt_guest applies after each start (see _iotune_metadata).
     iotune: tuple = ()
+    # The interactive serial console: (host, port) QEMU listens on for
+    # nova-serialproxy (nova_clear.serial_console); None: the log only.
+    serial_tcp: tuple = None
 
 
 def container_mode(boot):
@@ -233,6 +238,25 @@ def _interface(devices, boot, iface):
     _mmio(el, boot)
 
 
+def _serial(devices, boot):
+    # append: the log survives reboots and restarts of QEMU; virtlogd
+    # writes it and rotates it at its max_size.
+    if boot.serial_tcp:
+        # QEMU listens (raw TCP, not waiting for a client: output nobody
+        # reads is dropped, the guest never blocks) and logs what the
+        # guest writes, as nova's libvirt driver does for its serial
+        # console.
+        host, port = boot.serial_tcp
+        serial = _sub(devices, 'serial', type='tcp')
+        _sub(serial, 'source', mode='bind', host=host, service=port)
+        _sub(serial, 'protocol', type='raw')
+        _sub(serial, 'log', file=boot.console_log, append='on')
+    else:
+        serial = _sub(devices, 'serial', type='file')
+        _sub(serial, 'source', path=boot.console_log, append='on')
+    _sub(serial, 'target', port=0)
+
+
 def _no_default_devices(devices):
     # libvirt adds a USB controller (which needs PCI: "No PCI buses
     # available" on microvm) and a balloon unless told not to.
@@ -342,11 +366,7 @@ def domain_xml(instance, flavor, image_meta, boot):
     for iface in boot.interfaces:
         _interface(devices, boot, iface)
 
-    serial = _sub(devices, 'serial', type='file')
-    # append: the log survives reboots and restarts of QEMU; virtlogd
-    # writes it and rotates it at its max_size.
-    _sub(serial, 'source', path=boot.console_log, append='on')
-    _sub(serial, 'target', port=0)
+    _serial(devices, boot)
 
     rng = _sub(devices, 'rng', model='virtio')
     _sub(rng, 'backend', '/dev/urandom', model='random')

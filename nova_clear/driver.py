@@ -40,6 +40,7 @@ from nova_clear import migration
 from nova_clear import privsep as clear_privsep
 from nova_clear import rescue
 from nova_clear import resources
+from nova_clear import serial_console
 from nova_clear import snapshot as clear_snapshot
 from nova_clear import storage
 from nova_clear import vif as clear_vif
@@ -81,6 +82,7 @@ class ClearDriver(driver.ComputeDriver):
                                                   self.rootfs_cache)
         self.virt_type = None
         self.cpu_traits = cpu_traits.CpuTraits(self.host)
+        self.serial_ports = serial_console.SerialPorts()
 
     # -- service life -----------------------------------------------------
     def init_host(self, host):
@@ -95,6 +97,7 @@ class ClearDriver(driver.ComputeDriver):
         os.makedirs(self.instances_path, exist_ok=True)
         os.makedirs(self.image_cache.path, exist_ok=True)
         self.host.initialize()
+        self.serial_ports.adopt_guests(self._guests())
         self.virt_type = self._choose_virt_type(assets)
         LOG.info('Clear Containers run with virt_type=%s, machine=%s, '
                  'kernel %s', self.virt_type, CONF['clear'].machine_type,
@@ -212,6 +215,7 @@ class ClearDriver(driver.ComputeDriver):
                         else self._interfaces(instance, network_info)),
             network_args=tuple(guest_network.cmdline_args(network_info)),
             iotune=domain.disk_iotune(instance.flavor),
+            serial_tcp=self.serial_ports.claim(instance.uuid),
         )
 
     @staticmethod
@@ -285,12 +289,15 @@ class ClearDriver(driver.ComputeDriver):
     def _remove_domain(self, instance, guest=None):
         guest = guest or self.host.find(instance.uuid)
         if guest is None:
+            self.serial_ports.release(instance.uuid)
             return
         try:
             guest.destroy()
             guest.undefine()
         except clear_exc.GuestOperationFailed as e:
             LOG.warning('Could not remove domain: %s', e, instance=instance)
+        else:
+            self.serial_ports.release(instance.uuid)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
@@ -504,6 +511,10 @@ class ClearDriver(driver.ComputeDriver):
         if self.host.find(instance.uuid) is None and not files.exists():
             raise exception.ConsoleNotAvailable()
         return files.console_tail(CONF['clear'].console_log_max_bytes)
+
+    def get_serial_console(self, context, instance):
+        """Where nova-serialproxy connects (nova_clear.serial_console)."""
+        return serial_console.console(self.host.find(instance.uuid))
 
     # -- networking ---------------------------------------------------------
     # macvtap ports need nothing on the host before the domain starts:

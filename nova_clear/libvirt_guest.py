@@ -26,6 +26,7 @@ from nova import exception
 
 from nova_clear import domain as domain_xml
 from nova_clear import exception as clear_exc
+from nova_clear import serial_console
 
 POWER_STATE = {
     libvirt.VIR_DOMAIN_NOSTATE: power_state.NOSTATE,
@@ -141,6 +142,17 @@ class Guest:
         """The domain's XML: live, or as it boots next (``inactive``)."""
         return self._domain.XMLDesc(
             libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0)
+
+    def serial_tcp_ports(self, inactive=False):
+        """[(host, port)] the domain's serial consoles listen on (live, or
+        as defined with ``inactive``); [] if it has none or is gone."""
+        try:
+            xml = self.get_xml_desc(inactive=inactive)
+        except libvirt.libvirtError as e:
+            if _code(e) in _GONE:
+                return []
+            raise
+        return serial_console.tcp_ports_of(xml)
 
     # -- statistics (diagnostics) ---------------------------------------------
     # Each is None when libvirt cannot give it (the domain stopped or went

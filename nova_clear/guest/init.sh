@@ -21,7 +21,8 @@
 #   nova_clear.dns=ADDR         a name server (container: /etc/resolv.conf)
 #   nova_clear.debug=1          shell trace
 #
-# Exit contract: a workload command runs as a child of this agent; when it
+# Exit contract: a workload command runs as a child of this agent, in a
+# session of its own with the console (ttyS0) as its terminal; when it
 # exits the agent prints "nova-clear: workload exited status=N" and powers
 # the guest off, so Nova sees the instance SHUTDOWN.
 /bin/busybox --install -s /bin
@@ -248,7 +249,17 @@ mkdir -p /newroot/dev /newroot/proc /newroot/sys 2>/dev/null
 mount --bind /dev /newroot/dev 2>/dev/null
 mount -t proc proc /newroot/proc 2>/dev/null
 mount -t sysfs sysfs /newroot/sys 2>/dev/null
-chroot /newroot "$WORKLOAD" "$@" < /dev/console > /dev/console 2>&1
+# The console is the workload's terminal, as "docker run -it" gives one:
+# the console's own device (ttyS0) as stdin, stdout, stderr and
+# controlling terminal (^C, job control for a shell).  Not /dev/console:
+# the kernel opens it non-blocking (a read with no input waiting fails
+# with EAGAIN) and never makes it a controlling terminal on open.  With
+# [serial_console] enabled what is typed into "openstack console url show
+# --serial" reaches it.
+tty=
+for t in $(cat /sys/class/tty/console/active 2>/dev/null); do tty=/dev/$t; done
+[ -c "$tty" ] || tty=/dev/console
+setsid -c chroot /newroot "$WORKLOAD" "$@" < "$tty" > "$tty" 2>&1
 status=$?
 say "workload exited status=$status"
 sync

@@ -40,6 +40,21 @@ class TestServiceContract(testtools.TestCase):
         self.assertEqual('nova-compute', names[-1])
 
 
+class TestSerialConsole(testtools.TestCase):
+
+    def test_compute_hands_out_the_proxy_it_runs(self):
+        from tools.aio.services import serial_proxy
+        settings = serial_proxy.compute_settings()
+        self.assertEqual('true', settings['enabled'])
+        self.assertEqual('ws://127.0.0.1:%d/' % serial_proxy.PORT,
+                         settings['base_url'])
+        self.assertEqual(6083, serial_proxy.PORTS['nova-serialproxy'])
+        self.assertEqual('127.0.0.1', settings['proxyclient_address'])
+        start, stop = map(int, settings['port_range'].split(':'))
+        self.assertLess(start, stop)
+        self.assertIn('nova-serialproxy', services.processes())
+
+
 class TestUwsgi(testtools.TestCase):
 
     def test_chunked_parts_of_glanceclient_are_accepted(self):

@@ -36,6 +36,7 @@ from tools.aio.services import neutron
 from tools.aio.services import nova
 from tools.aio.services import nova_compute
 from tools.aio.services import placement
+from tools.aio.services import serial_proxy
 
 # start order; stop goes the other way
 ORDER = [
@@ -45,6 +46,7 @@ ORDER = [
     placement,
     neutron,
     nova,
+    serial_proxy,
     libvirt_proxy,
     nova_compute,
 ]

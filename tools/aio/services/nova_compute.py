@@ -26,6 +26,7 @@ from tools.aio import process
 from tools.aio.services import keystone
 from tools.aio.services import libvirt_proxy
 from tools.aio.services import nova
+from tools.aio.services import serial_proxy
 from tools.aio import settings
 from tools.aio import state
 
@@ -66,6 +67,8 @@ def configure():
     cpu['compute'] = {'max_concurrent_builds': '10'}
     # its own lock directory (the other services run as root)
     cpu['oslo_concurrency'] = {'lock_path': LOCKS}
+    # the interactive serial console, through nova-serialproxy
+    cpu['serial_console'] = serial_proxy.compute_settings()
     # a guest with ports starts paused until neutron reports them plugged
     # (network-vif-plugged); no event in time fails the build
     cpu['DEFAULT']['vif_plugging_is_fatal'] = 'true'
