@@ -7,10 +7,12 @@ CAPABILITIES = {
     'has_imagecache': True,
     'supports_evacuate': False,
     'supports_migrate_to_same_host': False,
-    # microvm has no bus that hot-plugs: virtio-mmio devices exist
-    # from boot to power-off, and the agent configures addresses once.
-    # Ports are chosen at server create; change them by rebuilding.
-    'supports_attach_interface': False,
+    # Per variant (Nova checks this flag host-wide, and reports the trait
+    # COMPUTE_NET_ATTACH_INTERFACE from it): the q35 variant hot-plugs
+    # NICs into spare PCIe root ports; microvm has no bus that hot-plugs
+    # and its instances get AttachInterfaceNotSupported naming the way to
+    # the q35 variant (nova_clear.hotplug, nova_clear.domain_pci).
+    'supports_attach_interface': True,
     'supports_device_tagging': False,
     'supports_tagged_attach_interface': False,
     'supports_tagged_attach_volume': False,

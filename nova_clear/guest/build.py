@@ -37,7 +37,9 @@ DEFAULT_KERNEL_CACHE = '/var/cache/nova-clear/kernel'
 # What the agent and the domain need from the kernel when they are not
 # built in (isofs: the config drive).  Dependencies are added
 # automatically.
-WANTED_MODULES = ('virtio_mmio', 'virtio_blk', 'virtio_console',
+# virtio_pci: the q35 variant's devices (nova_clear.domain_pci); the
+# distribution kernel has ACPI PCI hot-plug (acpiphp) built in.
+WANTED_MODULES = ('virtio_mmio', 'virtio_pci', 'virtio_blk', 'virtio_console',
                   'virtio_net', 'virtio_rng', 'overlay', 'virtiofs',
                   'button', 'evdev', 'isofs')
 
