@@ -10,9 +10,9 @@ it; Nova's next ``network_info`` has the port too, so the XML a hard
 reboot or power-on generates has it as well.  A stopped instance gets it
 in its definition only.  OVS ports are plugged by os-vif before the
 attach (or, when libvirt makes the tap, right after it) and unplugged
-after the detach, as at boot.  microvm instances are refused with
-``AttachInterfaceNotSupported``, naming the variant and how to get one
-that hot-plugs.
+after the detach, as at boot (a stopped instance's when it starts).
+microvm instances are refused with ``AttachInterfaceNotSupported``,
+naming the variant and how to get one that hot-plugs.
 
 What the guest does with a hot-plugged NIC: QEMU's q35 signals hot-plug
 through ACPI (and its _OSC keeps native PCIe hot-plug from the guest), so
@@ -26,8 +26,9 @@ networks): a hot-plugged NIC comes up without an address, which the
 workload configures itself (its port's fixed IPs are in Nova's and
 Neutron's API), until the next hard reboot or stop/start, when the agent
 configures it like any other port.  Detaching needs the guest's
-cooperation (it ejects the device through ACPI); a guest that does not release
-the device within the timeout fails the detach, and the port stays.
+cooperation (it ejects the device through ACPI); a guest that does not
+release the device within the timeout fails the detach, and the port
+stays.
 """
 
 from oslo_log import log as logging
@@ -67,7 +68,10 @@ def attach(drv, instance, vif):
     late = any(vif_plug.tap_made_by_libvirt(obj)
                for _v, obj in vif_plug._os_vif_ports([vif]))
     try:
-        vif_plug.plug(instance, [vif], only='before' if running else None)
+        if running:
+            # A stopped instance's ports are plugged when it starts
+            # (power_on: vif_plug.launch_plugged).
+            vif_plug.plug(instance, [vif], only='before')
         guest.attach_device(xml)
         if running and late:
             vif_plug.plug(instance, [vif], only='after')
