@@ -424,6 +424,9 @@ def main():
     parser.add_argument('--machines', action='store_true',
                         help='microvm against q35 (boot time, QEMU RSS) '
                              'only, with each kernel')
+    parser.add_argument('--kernel', choices=['minimal', 'distribution'],
+                        help='boot only this kernel (default: both, the '
+                             'minimal one when it was built)')
     parser.add_argument('--baseline-assets',
                         help='with --machines: also boot the minimal '
                              'kernel of this assets directory on microvm')
@@ -440,6 +443,8 @@ def main():
     if os.path.exists(os.path.join(args.assets, 'minimal',
                                    'manifest.json')):
         kernels.insert(0, 'minimal')
+    if args.kernel:
+        kernels = [k for k in kernels if k == args.kernel]
     bench = Bench(args)
     try:
         disk_path = samples.disk_image('fs')
