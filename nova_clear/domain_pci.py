@@ -32,6 +32,7 @@ value (``pc``, ``pc-i440fx-*``, ``virt``, ...) is refused before anything
 is created: a Clear Container never boots a PC with a BIOS.
 """
 
+import os
 from xml.etree import ElementTree as ET
 
 from nova import exception
@@ -106,6 +107,20 @@ def instance_machine_type(instance, image_meta=None, default=MICROVM):
             image_meta or objects.ImageMeta.from_instance(instance), default)
     except UnknownMachineType as e:
         raise exception.InstanceDeployFailure(reason=str(e))
+
+
+def check_assets(machine, assets):
+    """InstanceDeployFailure if the guest assets cannot boot ``machine``
+    (q35 needs virtio-pci: assets built by an older
+    nova-clear-build-guest have none, and the guest would not find its
+    disk)."""
+    if machine == Q35 and not assets.virtio_pci:
+        raise exception.InstanceDeployFailure(reason=_(
+            'the guest kernel %(release)s in %(path)s has no virtio-pci '
+            'driver, which the q35 variant needs; rebuild the guest assets '
+            '(nova-clear-build-guest) or boot microvm') % {
+            'release': assets.kernel_release,
+            'path': os.path.dirname(assets.kernel)})
 
 
 def supports_hotplug(machine):

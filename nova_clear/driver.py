@@ -189,12 +189,14 @@ class ClearDriver(driver.ComputeDriver):
                      interfaces=None, image_meta=None):
         assets = self.assets.load()
         rootfs = files.rootfs_ref()
+        machine = domain_pci.instance_machine_type(
+            instance, image_meta, CONF['clear'].machine_type)
+        domain_pci.check_assets(machine, assets)
         return domain.BootConfig(
             virt_type=self.virt_type or (
                 CONF['clear'].virt_type if CONF['clear'].virt_type != 'auto'
                 else 'qemu'),
-            machine_type=domain_pci.instance_machine_type(
-                instance, image_meta, CONF['clear'].machine_type),
+            machine_type=machine,
             pcie_ports=CONF['clear'].num_pcie_ports,
             kernel=assets.kernel,
             initrd=assets.initrd,

@@ -118,7 +118,9 @@ def write_assets(dest, kernel_path, initrd, release, config):
         dest, 'vmlinuz', 'initrd.img', release,
         acpi=config.get('CONFIG_ACPI') == 'y',
         virtio_mmio_cmdline=config.get(
-            'CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES') == 'y')
+            'CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES') == 'y',
+        # built in, or its module is in the initramfs (WANTED_MODULES)
+        virtio_pci=config.get('CONFIG_VIRTIO_PCI') in ('y', 'm'))
 
 
 def build_minimal(dest, busybox_data, kernel_cache, log=print):

@@ -15,6 +15,7 @@ from nova import objects
 from nova_clear import domain
 from nova_clear import domain_pci
 from nova_clear import exception as clear_exc
+from nova_clear.guest import assets
 from nova_clear import hotplug
 from nova_clear import vif as clear_vif
 from tests.unit import test_domain
@@ -165,6 +166,20 @@ class TestDriverVariant(test_driver.DriverTestCase):
         self.assertIn("machine type 'pc'", str(err))
         self.assertEqual({}, self.conn.domains)
         self.assertFalse(os.path.exists(self.inst_dir(inst)))
+
+    def test_assets_without_virtio_pci_refuse_q35_and_leave_nothing(self):
+        path = os.path.join(self.tmp, 'assets')
+        assets.write_manifest(path, 'vmlinuz', 'initrd.img', 'old',
+                              acpi=True, virtio_mmio_cmdline=False,
+                              virtio_pci=False)
+        inst = self.instance()
+        err = self.assertRaises(
+            exception.InstanceDeployFailure, self.drv.spawn, self.ctx, inst,
+            _image({'hw_machine_type': 'q35'}), [], None, {})
+        self.assertIn('kernel old in %s has no virtio-pci' % path, str(err))
+        self.assertEqual({}, self.conn.domains)
+        self.assertFalse(os.path.exists(self.inst_dir(inst)))
+        self.spawn(self.instance(2))   # microvm boots
 
     def test_microvm_refuses_attach_and_detach_saying_how(self):
         inst = self.instance()
