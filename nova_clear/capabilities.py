@@ -11,10 +11,12 @@ CAPABILITIES = {
     # so source and destination may be this host: the all-in-one resizes
     # with allow_resize_to_same_host = true.
     'supports_migrate_to_same_host': True,
-    # microvm has no bus that hot-plugs: virtio-mmio devices exist
-    # from boot to power-off, and the agent configures addresses once.
-    # Ports are chosen at server create; change them by rebuilding.
-    'supports_attach_interface': False,
+    # Per variant (Nova checks this flag host-wide, and reports the trait
+    # COMPUTE_NET_ATTACH_INTERFACE from it): the q35 variant hot-plugs
+    # NICs into spare PCIe root ports; microvm has no bus that hot-plugs
+    # and its instances get AttachInterfaceNotSupported naming the way to
+    # the q35 variant (nova_clear.hotplug, nova_clear.domain_pci).
+    'supports_attach_interface': True,
     'supports_device_tagging': False,
     'supports_tagged_attach_interface': False,
     'supports_tagged_attach_volume': False,

@@ -42,7 +42,18 @@ OPTS = [
                                     'virtio-mmio devices'),
                         ('q35', 'q35 with the qboot firmware, for devices '
                                 'that need PCI')],
-               help='QEMU machine type of the Clear Containers.'),
+               help='Default QEMU machine type (variant) of the Clear '
+                    'Containers; a flavor\'s "clear:machine_type" extra '
+                    'spec or an image\'s "hw_machine_type" property '
+                    'chooses per instance. Only q35 hot-plugs NICs '
+                    '(interface attach/detach).'),
+    cfg.IntOpt('num_pcie_ports',
+               default=4, min=0, max=24,
+               help='Spare PCIe root ports of a q35 Clear Container: how '
+                    'many NICs can be hot-plugged into it at a time (as '
+                    'nova\'s [libvirt] num_pcie_ports, but counted on top '
+                    'of the ports its boot devices take). microvm has '
+                    'none.'),
     cfg.StrOpt('qboot_firmware',
                default='/usr/share/qemu/qboot.rom',
                help='Minimal firmware used with machine_type=q35 instead '

@@ -12,14 +12,15 @@ machine's one ISA serial port, written to a file by virtlogd (and, with
 nova's ``[serial_console]`` enabled, a TCP server for nova-serialproxy
 too: see nova_clear/serial_console.py).
 
-``machine='q35'`` is kept for devices that need PCI (for example PCI
-passthrough or vhost-user NICs in a later release); it boots the tiny qboot
-firmware instead of SeaBIOS.
+``machine='q35'`` is the PCI variant (:mod:`nova_clear.domain_pci`):
+the tiny qboot firmware instead of SeaBIOS, virtio-pci devices and spare
+PCIe root ports, so that NICs can be hot-plugged.
 """
 
 import dataclasses
 from xml.etree import ElementTree as ET
 
+from nova_clear import domain_pci
 from nova_clear import exception as clear_exc
 
 NS_URI = 'https://opendev.org/x/nova-clear/instance/1.0'
@@ -73,6 +74,8 @@ class BootConfig:
     # The interactive serial console: (host, port) QEMU listens on for
     # nova-serialproxy (nova_clear.serial_console); None: the log only.
     serial_tcp: tuple = None
+    # q35: spare pcie-root-port controllers for hot-plugged NICs.
+    pcie_ports: int = 0
 
 
 def container_mode(boot):
@@ -372,8 +375,25 @@ def domain_xml(instance, flavor, image_meta, boot):
     _sub(rng, 'backend', '/dev/urandom', model='random')
     _mmio(rng, boot)
 
+    if boot.machine_type == 'q35':
+        domain_pci.root_ports(
+            devices, len(devices.findall('disk')) +
+            len(devices.findall('interface')) + 1, boot.pcie_ports)
     _no_default_devices(devices)
     return ET.tostring(root, encoding='unicode')
+
+
+def interface_xml(iface, machine_type):
+    """The ``<interface>`` of one NIC alone (hot-plug, detach), as
+    domain_xml() describes it for ``machine_type``."""
+    holder = ET.Element('devices')
+    _interface(holder, _MachineOnly(machine_type), iface)
+    return ET.tostring(holder[0], encoding='unicode')
+
+
+@dataclasses.dataclass(frozen=True)
+class _MachineOnly:
+    machine_type: str
 
 
 def probe_xml(name, virt_type, kernel, initrd, console_log, acpi,

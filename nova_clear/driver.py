@@ -28,10 +28,12 @@ from nova_clear import conf as clear_conf
 from nova_clear import cpu_traits
 from nova_clear import diagnostics
 from nova_clear import domain
+from nova_clear import domain_pci
 from nova_clear import exception as clear_exc
 from nova_clear.guest import assets as guest_assets
 from nova_clear.guest import network as guest_network
 from nova_clear import host as clear_host
+from nova_clear import hotplug
 from nova_clear.i18n import _
 from nova_clear.images import container
 from nova_clear.images import disk as disk_images
@@ -188,14 +190,18 @@ class ClearDriver(driver.ComputeDriver):
                                  network_info)
 
     def _boot_config(self, instance, files, network_info=None,
-                     interfaces=None):
+                     interfaces=None, image_meta=None):
         assets = self.assets.load()
         rootfs = files.rootfs_ref()
+        machine = domain_pci.instance_machine_type(
+            instance, image_meta, CONF['clear'].machine_type)
+        domain_pci.check_assets(machine, assets)
         return domain.BootConfig(
             virt_type=self.virt_type or (
                 CONF['clear'].virt_type if CONF['clear'].virt_type != 'auto'
                 else 'qemu'),
-            machine_type=CONF['clear'].machine_type,
+            machine_type=machine,
+            pcie_ports=CONF['clear'].num_pcie_ports,
             kernel=assets.kernel,
             initrd=assets.initrd,
             acpi=assets.acpi,
@@ -229,7 +235,8 @@ class ClearDriver(driver.ComputeDriver):
 
     def _define(self, instance, image_meta, files, network_info=None,
                 interfaces=None):
-        boot = self._boot_config(instance, files, network_info, interfaces)
+        boot = self._boot_config(instance, files, network_info, interfaces,
+                                 image_meta)
         xml = self._domain_xml(instance, image_meta, boot)
         files.write_domain_xml(xml)
         return self.host.define(xml)
@@ -253,6 +260,8 @@ class ClearDriver(driver.ComputeDriver):
                 reason=_('volumes are not supported by Clear Containers'))
         # Refuse ports this host cannot plug before creating anything.
         interfaces = self._interfaces(instance, network_info)
+        domain_pci.instance_machine_type(instance, image_meta,
+                                         CONF['clear'].machine_type)
         t0 = time.monotonic()
         files = self._files(instance)
         with _instance_lock(instance):
@@ -528,3 +537,12 @@ class ClearDriver(driver.ComputeDriver):
 
     def unplug_vifs(self, instance, network_info):
         vif_plug.unplug(instance, network_info)
+
+    # -- interfaces on the PCI variant (nova_clear.hotplug) -----------------
+    def attach_interface(self, context, instance, image_meta, vif):
+        with _instance_lock(instance):
+            hotplug.attach(self, instance, vif)
+
+    def detach_interface(self, context, instance, vif):
+        with _instance_lock(instance):
+            hotplug.detach(self, instance, vif)

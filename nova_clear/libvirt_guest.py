@@ -359,6 +359,59 @@ class Guest:
         """Drop the saved memory: the next launch boots afresh."""
         self._domain.managedSaveRemove(0)
 
+    # -- devices (NIC hot-plug on the PCI variant, nova_clear.hotplug) ----
+    def machine_type(self):
+        """The machine of the domain's definition (``pc-q35-7.2``,
+        ``microvm``: libvirt expands ``q35`` to its versioned name)."""
+        el = ET.fromstring(self.get_xml_desc(inactive=True)).find('os/type')
+        return el.get('machine', '') if el is not None else ''
+
+    def interface_xml(self, mac, inactive=False):
+        """The ``<interface>`` with MAC address ``mac`` in the live (or
+        ``inactive``: the persistent) definition, None if it has none."""
+        root = ET.fromstring(self.get_xml_desc(inactive=inactive))
+        for el in root.findall('devices/interface'):
+            m = el.find('mac')
+            if m is not None and m.get('address', '').lower() == mac.lower():
+                return ET.tostring(el, encoding='unicode')
+        return None
+
+    def _device_flags(self):
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if self.is_active():
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        return flags
+
+    def attach_device(self, xml):
+        """Add a device to the running guest (hot-plug) and to the
+        persistent definition, or only to the definition of a stopped
+        domain; GuestOperationFailed with libvirt's reason."""
+        try:
+            self._domain.attachDeviceFlags(xml, self._device_flags())
+        except libvirt.libvirtError as e:
+            raise self._failed('attach a device to', e)
+
+    def detach_device(self, xml, mac, timeout=60, interval=0.2):
+        """Remove the NIC ``mac`` (its ``xml``) from the persistent
+        definition and from the running guest.  A live unplug needs the
+        guest's consent (its driver unbinds, then it ejects the device
+        through ACPI): wait up to ``timeout``
+        seconds for QEMU to report the device gone; GuestOperationFailed
+        if libvirt refuses or the guest keeps it."""
+        try:
+            self._domain.detachDeviceFlags(xml, self._device_flags())
+        except libvirt.libvirtError as e:
+            raise self._failed('detach a device from', e)
+        deadline = time.monotonic() + timeout
+        while self.is_active() and self.interface_xml(mac):
+            if time.monotonic() >= deadline:
+                raise clear_exc.GuestOperationFailed(
+                    action='detach a device from', name=self.name,
+                    reason='the guest did not release NIC %s within %ds '
+                           '(no PCIe hot-plug support in its kernel?)'
+                           % (mac, timeout))
+            time.sleep(interval)
+
     # -- definition ---------------------------------------------------------
     def undefine(self):
         """Remove the (stopped) domain's definition with its managed save

@@ -7,7 +7,12 @@ written by ``nova-clear-build-guest``::
      "kernel": {"file": "vmlinuz", "sha256": "...", "size": N,
                 "release": "6.1.0-56-cloud-amd64"},
      "initrd": {"file": "initrd.img", "sha256": "...", "size": N},
-     "kernel_features": {"acpi": true, "virtio_mmio_cmdline": false}}
+     "kernel_features": {"acpi": true, "virtio_mmio_cmdline": false,
+                         "virtio_pci": true}}
+
+``virtio_pci``: the kernel (or the initramfs's modules) drives virtio-pci
+devices, which the q35 variant needs; manifests written before it was
+recorded say nothing, and their assets have none.
 
 ``<assets>/minimal/`` holds the same files for the minimal kernel (built
 by ``nova-clear-build-guest --minimal-kernel``); with ``[clear]
@@ -41,6 +46,7 @@ class Assets:
     kernel_release: str
     acpi: bool
     virtio_mmio_cmdline: bool
+    virtio_pci: bool = False
 
 
 def sha256_file(path, bufsize=1 << 20):
@@ -68,7 +74,7 @@ def agent_is_current(path):
 
 
 def write_manifest(path, kernel_file, initrd_file, kernel_release, acpi,
-                   virtio_mmio_cmdline, agent=None):
+                   virtio_mmio_cmdline, agent=None, virtio_pci=True):
     """Record checksums of the assets in ``path`` (used by the builder)."""
     manifest = {
         'agent_sha256': agent or agent_sha256(),
@@ -81,7 +87,8 @@ def write_manifest(path, kernel_file, initrd_file, kernel_release, acpi,
                    'sha256': sha256_file(os.path.join(path, initrd_file)),
                    'size': os.path.getsize(os.path.join(path, initrd_file))},
         'kernel_features': {'acpi': acpi,
-                            'virtio_mmio_cmdline': virtio_mmio_cmdline},
+                            'virtio_mmio_cmdline': virtio_mmio_cmdline,
+                            'virtio_pci': virtio_pci},
     }
     tmp = os.path.join(path, MANIFEST + '.tmp')
     with open(tmp, 'w') as f:
@@ -171,4 +178,5 @@ class AssetStore:
                 kernel_release=manifest['kernel'].get('release', ''),
                 acpi=bool(features.get('acpi', True)),
                 virtio_mmio_cmdline=bool(
-                    features.get('virtio_mmio_cmdline', False)))
+                    features.get('virtio_mmio_cmdline', False)),
+                virtio_pci=bool(features.get('virtio_pci', False)))

@@ -37,7 +37,9 @@ DEFAULT_KERNEL_CACHE = '/var/cache/nova-clear/kernel'
 # What the agent and the domain need from the kernel when they are not
 # built in (isofs: the config drive).  Dependencies are added
 # automatically.
-WANTED_MODULES = ('virtio_mmio', 'virtio_blk', 'virtio_console',
+# virtio_pci: the q35 variant's devices (nova_clear.domain_pci); the
+# distribution kernel has ACPI PCI hot-plug (acpiphp) built in.
+WANTED_MODULES = ('virtio_mmio', 'virtio_pci', 'virtio_blk', 'virtio_console',
                   'virtio_net', 'virtio_rng', 'overlay', 'virtiofs',
                   'button', 'evdev', 'isofs')
 
@@ -116,7 +118,9 @@ def write_assets(dest, kernel_path, initrd, release, config):
         dest, 'vmlinuz', 'initrd.img', release,
         acpi=config.get('CONFIG_ACPI') == 'y',
         virtio_mmio_cmdline=config.get(
-            'CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES') == 'y')
+            'CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES') == 'y',
+        # built in, or its module is in the initramfs (WANTED_MODULES)
+        virtio_pci=config.get('CONFIG_VIRTIO_PCI') in ('y', 'm'))
 
 
 def build_minimal(dest, busybox_data, kernel_cache, log=print):

@@ -69,6 +69,10 @@ class FakeDomain:
         # injectNMI: None (works), or the libvirt error code to raise.
         self.nmi_error = None
         self.nmis = 0
+        # attach/detachDeviceFlags: failure message, guest not releasing.
+        self.fail_attach = None
+        self.guest_keeps_devices = False
+        self.device_calls = []
 
     def name(self):
         return self._name
@@ -196,6 +200,32 @@ class FakeDomain:
         self.saved = False
         if self.conn.on_start is not None:
             self.conn.on_start(self, paused)
+
+    # -- devices: one definition for live and config; calls recorded.
+    def attachDeviceFlags(self, xml, flags):
+        self._gone()
+        if self.fail_attach:
+            raise _error(libvirt.VIR_ERR_INTERNAL_ERROR, self.fail_attach)
+        self.device_calls.append(('attach', flags))
+        root = ET.fromstring(self.xml)
+        root.find('devices').append(ET.fromstring(xml))
+        self.xml = ET.tostring(root, encoding='unicode')
+
+    def detachDeviceFlags(self, xml, flags):
+        self._gone()
+        self.device_calls.append(('detach', flags))
+        if self.guest_keeps_devices and self.isActive():
+            return  # libvirt returns; the guest never releases it
+        mac = ET.fromstring(xml).find('mac').get('address')
+        root = ET.fromstring(self.xml)
+        devices = root.find('devices')
+        for el in devices.findall('interface'):
+            if el.find('mac').get('address') == mac:
+                devices.remove(el)
+                break
+        else:
+            raise _error(libvirt.VIR_ERR_DEVICE_MISSING, 'no device %s' % mac)
+        self.xml = ET.tostring(root, encoding='unicode')
 
     def destroyFlags(self, flags):
         self._running()
