@@ -2,8 +2,11 @@
 libvirt wrappers (:mod:`nova_clear.host`, :mod:`nova_clear.libvirt_guest`),
 the instances' disks (:mod:`nova_clear.instance_disks`), the pure XML
 builder (:mod:`nova_clear.domain`) and the ports (:mod:`nova_clear.vif`,
-:mod:`nova_clear.vif_plug`, :mod:`nova_clear.vif_events`).  No XML, no
-subprocess and no libvirt call live here.
+:mod:`nova_clear.vif_plug`, :mod:`nova_clear.vif_events`).  The power
+operations are the mixin :class:`nova_clear.power.PowerOperations`; the
+day-two operations delegate to their modules (snapshot, rescue, migration,
+hotplug, serial_console, diagnostics).  No XML, no subprocess and no
+libvirt call live here.
 
 Nova loads it as ``compute_driver = clear.ClearDriver`` through the
 ``nova.virt.clear`` shim.
@@ -12,13 +15,11 @@ Nova loads it as ``compute_driver = clear.ClearDriver`` through the
 import os
 import time
 
-from oslo_concurrency import lockutils
 from oslo_log import log as logging
 from oslo_utils import excutils
 
 import nova.conf
 from nova import exception
-from nova import objects
 from nova.virt import driver
 from nova.virt import hardware
 import nova.virt.node
@@ -38,7 +39,9 @@ from nova_clear.i18n import _
 from nova_clear.images import container
 from nova_clear.images import disk as disk_images
 from nova_clear import instance_disks
+from nova_clear import locking
 from nova_clear import migration
+from nova_clear import power
 from nova_clear import privsep as clear_privsep
 from nova_clear import rescue
 from nova_clear import resources
@@ -56,13 +59,10 @@ clear_conf.register_opts(CONF)
 TRAIT_CLEAR_CONTAINERS = 'CUSTOM_CLEAR_CONTAINERS'
 
 
-def _instance_lock(instance):
-    # One operation at a time per instance; different instances proceed in
-    # parallel (Nova 34 calls drivers from native threads).
-    return lockutils.lock('nova-clear-instance-%s' % instance.uuid)
+_instance_lock = locking.instance_lock
 
 
-class ClearDriver(driver.ComputeDriver):
+class ClearDriver(power.PowerOperations, driver.ComputeDriver):
     """Runs every Nova instance as a Clear Container."""
 
     capabilities = clear_capabilities.CAPABILITIES
@@ -328,120 +328,6 @@ class ClearDriver(driver.ComputeDriver):
             if destroy_disks:
                 self._files(instance).remove()
                 migration.remove_on_delete(self._files(instance), instance)
-
-    # -- power --------------------------------------------------------------
-    def _restart(self, context, instance, network_info, guest=None):
-        """Stop (hard) and boot again from freshly generated XML.
-
-        The ports stay bound and up: nothing to wait for from Neutron.
-        """
-        files = self._files(instance)
-        guest = guest or self.host.find(instance.uuid)
-        if guest is not None:
-            guest.destroy()
-            if guest.has_managed_save():
-                # A reboot boots afresh, it does not resume saved memory.
-                guest.remove_managed_save()
-        if rescue.is_rescued(files):
-            guest = self.host.lookup(instance.uuid)  # boot the rescue again
-        else:
-            image_meta = objects.ImageMeta.from_instance(instance)
-            self.disks.ensure(context, instance, image_meta, files)
-            guest = self._define(instance, image_meta, files, network_info)
-        self._relaunch(instance, network_info, guest)
-
-    @staticmethod
-    def _relaunch(instance, network_info, guest):
-        """Launch a stopped domain with its os-vif ports unplugged and
-        plugged again, as nova's libvirt driver does on hard reboot and
-        power on: a host reboot lost them, and Open vSwitch's userspace
-        datapath does not notice that the tap libvirt deletes on stop
-        comes back under the same name on start (the port passes no
-        traffic until re-added)."""
-        vif_plug.unplug(instance, network_info)
-        vif_plug.launch_plugged(instance, network_info, guest)
-
-    def reboot(self, context, instance, network_info, reboot_type,
-               block_device_info=None, bad_volumes_callback=None,
-               accel_info=None, share_info=None):
-        with _instance_lock(instance):
-            guest = self.host.lookup(instance.uuid)
-            if reboot_type == 'SOFT' and guest.is_active():
-                try:
-                    guest.shutdown()
-                except clear_exc.GuestOperationFailed as e:
-                    LOG.warning('Soft reboot: shutdown request failed: %s',
-                                e, instance=instance)
-                else:
-                    if guest.wait_for_shutoff(
-                            CONF['clear'].soft_reboot_timeout):
-                        self._relaunch(instance, network_info, guest)
-                        LOG.info('Soft reboot done', instance=instance)
-                        return
-                LOG.warning('Guest did not shut down within %ds; hard '
-                            'reboot', CONF['clear'].soft_reboot_timeout,
-                            instance=instance)
-            self._restart(context, instance, network_info, guest)
-            LOG.info('Hard reboot done', instance=instance)
-
-    def power_off(self, instance, timeout=0, retry_interval=0):
-        with _instance_lock(instance):
-            self._power_off(instance, timeout, retry_interval)
-
-    def _power_off(self, instance, timeout=0, retry_interval=0):
-        guest = self.host.lookup(instance.uuid)
-        if timeout and guest.is_active():
-            deadline = time.monotonic() + timeout
-            interval = retry_interval or timeout
-            while time.monotonic() < deadline:
-                try:
-                    guest.shutdown()
-                except clear_exc.GuestOperationFailed:
-                    break  # shut down meanwhile, or no ACPI
-                if guest.wait_for_shutoff(
-                        min(interval, max(0, deadline - time.monotonic()))):
-                    LOG.info('Clear Container shut down cleanly',
-                             instance=instance)
-                    return
-            LOG.warning('Clear Container did not shut down within %ds; '
-                        'forcing it off', timeout, instance=instance)
-        guest.destroy()
-
-    def power_on(self, context, instance, network_info,
-                 block_device_info=None, accel_info=None, share_info=None):
-        with _instance_lock(instance):
-            guest = self.host.lookup(instance.uuid)
-            if guest.is_active():
-                return
-            self._restart(context, instance, network_info, guest)
-
-    def pause(self, instance):
-        with _instance_lock(instance):
-            self.host.lookup(instance.uuid).pause()
-
-    def unpause(self, instance):
-        with _instance_lock(instance):
-            self.host.lookup(instance.uuid).resume()
-
-    def suspend(self, context, instance):
-        """Save the guest's memory to disk (libvirt managed save)."""
-        with _instance_lock(instance):
-            self.host.lookup(instance.uuid).managed_save()
-
-    def resume(self, context, instance, network_info, block_device_info=None,
-               share_info=None):
-        with _instance_lock(instance):
-            guest = self.host.lookup(instance.uuid)
-            if guest.is_active():
-                return
-            self._relaunch(instance, network_info, guest)
-
-    def resume_state_on_host_boot(self, context, instance, network_info,
-                                  share_info, block_device_info=None):
-        with _instance_lock(instance):
-            guest = self.host.find(instance.uuid)
-            if guest is None or not guest.is_active():
-                self._restart(context, instance, network_info, guest)
 
     def snapshot(self, context, instance, image_id, update_task_state):
         """A disk image of the flattened disk, or a container image with
