@@ -8,6 +8,7 @@ many compute hosts).  ``tools/allinone tempest`` and the devstack plugin's
 ``test-config`` phase both use it, so nothing is listed by hand twice::
 
     nova-clear-tempest-flags [--serial-console] [--compute-nodes N]
+                             [--machine-type microvm|q35]
 
 prints ``section option value`` lines for devstack's ``iniset``.
 """
@@ -70,11 +71,13 @@ def implements(driver_cls, method):
 
 
 def compute_features(driver_cls=None, serial_console=False,
-                     compute_nodes=1):
+                     compute_nodes=1, machine_type='microvm'):
     """``{tempest flag: bool}`` for ``[compute-feature-enabled]``.
 
     ``serial_console``: nova-serialproxy runs and ``[serial_console]
     enabled`` is set.  ``compute_nodes``: how many hosts run the driver.
+    ``machine_type``: the variant of tempest's servers (its flavors'
+    ``clear:machine_type``): only the q35 variant hot-plugs interfaces.
     """
     if driver_cls is None:
         from nova_clear.driver import ClearDriver as driver_cls
@@ -84,7 +87,10 @@ def compute_features(driver_cls=None, serial_console=False,
         flags[flag] = all(implements(driver_cls, m) for m in methods)
     for flag, cap in CAPABILITIES.items():
         flags[flag] = flags.get(flag, True) and bool(caps.get(cap))
+    from nova_clear import domain_pci
     from nova_clear import rescue
+    flags['interface_attach'] = (flags['interface_attach'] and
+                                 domain_pci.supports_hotplug(machine_type))
     flags['stable_rescue'] = (flags['stable_rescue'] and
                               STABLE_RESCUE_BUSES <= set(rescue.STABLE_BUSES))
     flags['serial_console'] = flags['serial_console'] and serial_console
@@ -115,9 +121,12 @@ def main(argv=None):
     p.add_argument('--serial-console', action='store_true',
                    help='nova-serialproxy runs ([serial_console] enabled)')
     p.add_argument('--compute-nodes', type=int, default=1)
+    p.add_argument('--machine-type', default='microvm',
+                   help="the variant of tempest's flavors (microvm, q35)")
     args = p.parse_args(argv)
     for line in ini_lines(compute_features(
             serial_console=args.serial_console,
-            compute_nodes=args.compute_nodes)):
+            compute_nodes=args.compute_nodes,
+            machine_type=args.machine_type)):
         print(line)
     return 0

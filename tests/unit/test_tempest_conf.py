@@ -50,13 +50,16 @@ class TestFlags(testtools.TestCase):
 
     def test_capability_and_operation_both_needed(self):
         self.assertTrue(tempest_conf.compute_features(
+            WithInterfaces, machine_type='q35')['interface_attach'])
+        # microvm servers do not hot-plug
+        self.assertFalse(tempest_conf.compute_features(
             WithInterfaces)['interface_attach'])
 
         class NoCapability(WithInterfaces):
             capabilities = dict(WithInterfaces.capabilities,
                                 supports_attach_interface=False)
         self.assertFalse(tempest_conf.compute_features(
-            NoCapability)['interface_attach'])
+            NoCapability, machine_type='q35')['interface_attach'])
 
     def test_serial_console_needs_the_proxy(self):
         class Serial(Minimal):
@@ -84,8 +87,11 @@ class TestFlags(testtools.TestCase):
         for flag in ('snapshot', 'rescue', 'pause', 'suspend', 'shelve',
                      'console_output'):
             self.assertTrue(flags[flag], flag)
+        # the q35 variant hot-plugs, microvm does not
+        self.assertFalse(flags['interface_attach'])
         self.assertEqual(caps['supports_attach_interface'],
-                         flags['interface_attach'])
+                         tempest_conf.compute_features(
+                             machine_type='q35')['interface_attach'])
         self.assertFalse(flags['change_password'])
         self.assertFalse(flags['vnc_console'])
 

@@ -39,7 +39,8 @@ def cmd_boot(args):
 
 def cmd_tempest(args):
     from tools.aio import tempest
-    summary = tempest.run(args.regex, args.smoke, args.concurrency)
+    summary = tempest.run(args.regex, args.smoke, args.concurrency,
+                          args.machine_type)
     return 0 if summary['passed'] and not summary['failed'] else 1
 
 
@@ -114,6 +115,9 @@ def parser():
     s.add_argument('--smoke', action='store_true',
                    help="the subset .ci/run runs (tools/run-tests)")
     s.add_argument('--concurrency', type=int, default=2)
+    s.add_argument('--machine-type', default='microvm',
+                   choices=('microvm', 'q35'),
+                   help="the variant of tempest's servers (its flavors)")
     sub.add_parser('status')
     sub.add_parser('stop')
     s = sub.add_parser('restart')

@@ -18,6 +18,9 @@ FLAVORS = {
                       {'trait:CUSTOM_CLEAR_CONTAINERS': 'required'}),
     # what servers are resized to (tempest's flavor_ref_alt)
     'clear.small': (192, 2, 2, {}),
+    # the q35 (PCI) variant, whose interfaces hot-plug
+    'clear.tiny.pci': (128, 1, 1, {'clear:machine_type': 'q35'}),
+    'clear.small.pci': (192, 2, 2, {'clear:machine_type': 'q35'}),
 }
 IMAGE = 'clear-busybox'
 IMAGE_EXIT = 'clear-busybox-exit'

@@ -31,10 +31,18 @@ EXCLUDE_SLOW = r'\[.*\bslow\b.*\]'
 # what .ci/run runs (tools/run-tests): the day-two operations through Nova
 # (server actions: reboot, rebuild, resize, stop/start, pause, suspend,
 # shelve, lock, console log, backups; rescue; disk config; snapshots)
-SMOKE = (r'^tempest\.api\.compute\.(servers\.test_server_actions\.'
-         r'ServerActionsTest(JSON|OtherA|OtherB)\b|servers\.'
-         r'test_server_rescue\.|servers\.test_disk_config\.|images\.'
-         r'test_images_oneserver\.)')
+SMOKE = {
+    'microvm': (r'^tempest\.api\.compute\.(servers\.test_server_actions\.'
+                r'ServerActionsTest(JSON|OtherA|OtherB)\b|servers\.'
+                r'test_server_rescue\.|servers\.test_disk_config\.|images\.'
+                r'test_images_oneserver\.)'),
+    # interface attach/detach, on the variant that hot-plugs
+    'q35': r'^tempest\.api\.compute\.servers\.test_attach_interfaces\.',
+}
+# tempest's flavors (flavor_ref, flavor_ref_alt: what resize goes to) per
+# machine variant
+FLAVORS = {'microvm': ('clear.tiny', 'clear.small'),
+           'q35': ('clear.tiny.pci', 'clear.small.pci')}
 # tests that make their own project networks: with ML2 macvtap these are
 # VLAN networks, which only a host whose kernel makes 802.1Q devices can
 # plug (tools/aio/services/neutron.py vlan_capable); elsewhere excluded,
@@ -44,8 +52,6 @@ PROJECT_NETWORK_TESTS = (r'^tempest\.api\.compute\.servers\.'
 NO_VLAN_REASON = ('this host\'s kernel makes no 802.1Q VLAN devices, so '
                   'project networks (VLANs with ML2 macvtap) cannot be '
                   'plugged')
-FLAVOR = 'clear.tiny'
-FLAVOR_ALT = 'clear.small'  # resize target: more RAM, vCPUs, disk
 PYTHON = os.environ.get('PYTHON', '/usr/bin/python3')
 
 
@@ -70,13 +76,15 @@ def ensure_installed():
         process.run([tool('tempest'), 'init', WORKSPACE], 'tempest-install')
 
 
-def write_conf(driver_flags):
+def write_conf(driver_flags, machine_type='microvm'):
     """tempest.conf for the running all-in-one; ``driver_flags`` are the
-    ``[compute-feature-enabled]`` flags."""
+    ``[compute-feature-enabled]`` flags, ``machine_type`` the variant of
+    tempest's flavors."""
     conn = cloud.connection()
     ids = cloud.images_and_flavors()
-    flavor = conn.compute.find_flavor(FLAVOR, ignore_missing=False)
-    flavor_alt = conn.compute.find_flavor(FLAVOR_ALT, ignore_missing=False)
+    name, name_alt = FLAVORS[machine_type]
+    flavor = conn.compute.find_flavor(name, ignore_missing=False)
+    flavor_alt = conn.compute.find_flavor(name_alt, ignore_missing=False)
     c = configparser.ConfigParser(interpolation=None)
     c.optionxform = str
     c.read_dict({
@@ -122,13 +130,15 @@ def write_conf(driver_flags):
         c.write(f)
 
 
-def driver_flags():
+def driver_flags(machine_type='microvm'):
     """The flags, from the nova-clear installed in the all-in-one's venv
-    (the code nova-compute runs) and its nova-compute's configuration."""
+    (the code nova-compute runs), its nova-compute's configuration and the
+    variant of tempest's flavors."""
     from tools.aio.services import nova_compute
     compute = configparser.ConfigParser(interpolation=None)
     compute.read(nova_compute.CONF)
-    cmd = [settings.venv_tool('nova-clear-tempest-flags')]
+    cmd = [settings.venv_tool('nova-clear-tempest-flags'),
+           '--machine-type', machine_type]
     if compute.getboolean('serial_console', 'enabled', fallback=False):
         cmd.append('--serial-console')
     out = subprocess.run(cmd, check=True, capture_output=True,
@@ -183,17 +193,18 @@ def summarize():
     return json.loads(out)
 
 
-def run(regex=None, smoke=False, concurrency=2):
-    """Run tempest; returns the summary (also in RESULTS)."""
+def run(regex=None, smoke=False, concurrency=2, machine_type='microvm'):
+    """Run tempest with servers of ``machine_type``; returns the summary
+    (also in RESULTS)."""
     st = state.load()
     if not st.get('ready'):
         raise process.Failure('the all-in-one is not up: run tools/allinone '
                               'start first')
     ensure_installed()
-    flags = driver_flags()
-    write_conf(flags)
+    flags = driver_flags(machine_type)
+    write_conf(flags, machine_type)
     full = not smoke and not regex
-    regex = SMOKE if smoke else (regex or FULL)
+    regex = SMOKE[machine_type] if smoke else (regex or FULL)
     cmd = [tool('tempest'), 'run', '--config-file', CONF, '--regex', regex,
            '--concurrency', str(concurrency)]
     excluded = {}
@@ -205,7 +216,9 @@ def run(regex=None, smoke=False, concurrency=2):
         cmd += ['--exclude-regex', '|'.join('(%s)' % r for r in excluded)]
     for pattern, reason in excluded.items():
         process.say('excluded %s: %s' % (pattern, reason))
-    process.say('tempest %s: %s' % (TEMPEST_VERSION, ' '.join(cmd[2:])))
+    process.say('tempest %s, %s servers (%s): %s' % (
+        TEMPEST_VERSION, machine_type, ', '.join(FLAVORS[machine_type]),
+        ' '.join(cmd[2:])))
     process.say('enabled: %s' % ', '.join(sorted(k for k, v in flags.items()
                                                  if v)))
     process.say('disabled: %s' % ', '.join(sorted(
@@ -220,6 +233,7 @@ def run(regex=None, smoke=False, concurrency=2):
         raise process.Failure('tempest ran no test (exit %d): %s'
                               % (proc.returncode, e), log)
     summary['regex'] = regex
+    summary['machine_type'] = machine_type
     summary['excluded'] = excluded
     summary['exit'] = proc.returncode
     summary['flags'] = flags
