@@ -12,6 +12,7 @@ settings; the driver's section is written by
 import datetime
 import grp
 import hashlib
+import json
 import os
 import pwd
 import socket
@@ -348,11 +349,20 @@ def _guest_assets():
     from nova_clear.guest import assets
     minimal = os.path.join(ASSETS, assets.MINIMAL_SUBDIR)
     has_minimal = os.path.exists(os.path.join(minimal, 'manifest.json'))
-    if assets.agent_is_current(ASSETS) and (
-            not has_minimal or assets.agent_is_current(minimal)):
+
+    def current(path):
+        # the agent, and a manifest that says whether the kernel drives
+        # virtio-pci (older builds do not: the q35 variant needs it)
+        try:
+            with open(os.path.join(path, 'manifest.json')) as f:
+                features = json.load(f).get('kernel_features') or {}
+        except (OSError, ValueError):
+            return False
+        return assets.agent_is_current(path) and 'virtio_pci' in features
+    if current(ASSETS) and (not has_minimal or current(minimal)):
         return
     process.say('building the guest assets into %s%s' % (
-        ASSETS, ' (built with another agent)'
+        ASSETS, ' (built by another nova-clear)'
         if os.path.exists(os.path.join(ASSETS, 'manifest.json')) else ''))
     process.run([settings.venv_tool('nova-clear-build-guest'), '--dest',
                  ASSETS] + (['--minimal-kernel'] if has_minimal else []),
