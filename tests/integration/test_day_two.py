@@ -215,19 +215,16 @@ class TestDayTwo(base.IntegrationTestCase):
         self.timed('container resize (resize --wait)', resize)
         self.action_time('container resize', server, 'resize',
                          'compute_finish_resize')
-        text = self.wait_console(server, 'resize-report', count=2)
-        last = text[text.rindex('found mark'):]
-        self.assertIn('found mark: before-resize', last)
-        self.assertIn('cpus: 2', last)
+        # the resized server's console log starts afresh (its old one
+        # stays with the original, in <uuid>_resize, until confirmed)
+        last = self.wait_report(server, 'cpus: 2')
         self.assertGreater(_root_kib(last), size_before)
 
         # revert: back on the old flavor, with the data
         self.timed('resize revert (to ACTIVE)', self._revert, server)
         self.assertEqual('clear.tiny',
                          self.conn.compute.get_server(server).flavor.name)
-        text = self.wait_console(server, 'resize-report', count=3)
-        last = text[text.rindex('found mark'):]
-        self.assertIn('cpus: 1', last)
+        last = self.wait_report(server, 'cpus: 1')
         self.assertEqual(size_before, _root_kib(last))
 
         # and again, confirmed this time
@@ -236,6 +233,21 @@ class TestDayTwo(base.IntegrationTestCase):
         server = self.assert_no_fault(server)
         self.assertEqual('clear.small', server.flavor.name)
         self.assertFalse(_resize_leftovers(self.instance_dir(server.id)))
+
+    def wait_report(self, server, cpus, timeout=base.TIMEOUT):
+        """The last boot's report, once it is a boot after the resize
+        (it finds the mark) with ``cpus``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console(server)
+            if 'found mark: before-resize' in text:
+                last = text[text.rindex('found mark'):]
+                if 'resize-report' in last and cpus in last:
+                    return last
+            if time.monotonic() > deadline:
+                self.fail('no report with %s after the resize in the '
+                          'console of %s:\n%s' % (cpus, server.name, text))
+            time.sleep(1)
 
     def _revert(self, server):
         self.cli('server', 'resize', 'revert', server.id)
