@@ -4,6 +4,7 @@ real nova.objects, and local image files standing in for Glance
 
 import atexit
 import itertools
+import json
 import os
 import random
 import shutil
@@ -122,6 +123,14 @@ class FunctionalTestCase(testtools.TestCase):
 
     def make_driver(self, init=True):
         return localboot.driver(init=init, listener=self.events)
+
+    def container_image(self, cmd, user='root', **properties):
+        """The sample container image (docker archive) in the test's
+        Glance, running ``cmd`` as ``user``; returns its id."""
+        properties.update(clear_cmd=json.dumps([cmd]), clear_user=user)
+        return self.glance.add(images.container_image('docker'), 'raw',
+                               container_format='docker',
+                               properties=properties)
 
     def make_instance(self, image_id, memory_mb=128, vcpus=1, root_gb=1):
         inst_id = next(self._ids)

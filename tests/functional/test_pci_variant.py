@@ -3,13 +3,11 @@ image booted on q35 + qboot, a macvtap NIC hot-plugged into a spare PCIe
 root port, seen and used by the workload, detached, the definition kept
 coherent across stop and start; microvm refuses the attach."""
 
-import json
 from xml.etree import ElementTree as ET
 
 from nova import exception
 
 from tests.functional import base
-from tests.functional import images
 from tests.functional import provider_net
 from tests.unit.test_network import make_vif
 
@@ -46,11 +44,7 @@ class TestPciVariant(base.FunctionalTestCase):
                         dns=(self.net.gateway,), active=True)
 
     def _spawn(self, cmd, machine):
-        image = self.glance.add(
-            images.container_image('docker'), 'raw',
-            container_format='docker',
-            properties={'clear_cmd': json.dumps([cmd]), 'clear_user': 'root',
-                        'hw_machine_type': machine})
+        image = self.container_image(cmd, hw_machine_type=machine)
         inst = self.make_instance(image)
         self.drv.spawn(self.context, inst, self.glance.image_meta(image),
                        [], None, {}, network_info=[])

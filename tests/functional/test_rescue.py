@@ -1,6 +1,5 @@
 """Rebuild and rescue on real libvirtd + QEMU."""
 
-import json
 import os
 import time
 
@@ -97,12 +96,7 @@ class TestRebuild(base.FunctionalTestCase):
         self.assertEqual(1, len(provider_net.macvtaps_with([vif['address']])))
 
         # a container image, the cache stale (port "down"): no wait either
-        ctr = self.glance.add(
-            images.container_image('docker'), 'raw',
-            container_format='docker',
-            properties={'clear_cmd': json.dumps(
-                ['echo booted-container; exec sleep 3600']),
-                'clear_user': 'root'})
+        ctr = self.container_image('echo booted-container; exec sleep 3600')
         self._rebuild(inst, ctr, [self._vif(11, active=False)])
         self.wait_console(self.drv, inst, 'booted-container')
         files = os.listdir(os.path.join(self.drv.instances_path, inst.uuid))
@@ -124,11 +118,7 @@ class TestRescue(base.FunctionalTestCase):
 
     def test_rescue_and_unrescue_container(self):
         drv = self.make_driver()
-        image = self.glance.add(
-            images.container_image('docker'), 'raw',
-            container_format='docker',
-            properties={'clear_cmd': json.dumps([RESCUABLE_CMD]),
-                        'clear_user': 'root'})
+        image = self.container_image(RESCUABLE_CMD)
         inst = self.spawn(drv, image)
         text = self.wait_console(drv, inst, 'booted-original')
         self.assertIn('disks: vda vdb \n', text)

@@ -115,11 +115,7 @@ class TestResize(base.FunctionalTestCase):
                       if n.startswith(inst.uuid))
 
     def test_container_resize_then_revert(self):
-        image = self.glance.add(
-            images.container_image('docker'), 'raw',
-            container_format='docker',
-            properties={'clear_cmd': json.dumps([REPORTING_CMD]),
-                        'clear_user': 'root'})
+        image = self.container_image(REPORTING_CMD)
         inst = self.spawn(self.drv, image, memory_mb=128, vcpus=1, root_gb=1)
         first = self._report(self.drv, inst, 1)
         self.assertEqual(('from-first-boot', 1), (first['mark'],

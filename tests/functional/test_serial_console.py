@@ -2,7 +2,6 @@
 whose workload is a shell, typed into over the TCP port QEMU listens on (as
 nova-serialproxy connects to it), while the console log keeps the output."""
 
-import json
 import random
 import socket
 import time
@@ -12,7 +11,6 @@ from nova import exception
 
 from nova_clear import serial_console
 from tests.functional import base
-from tests.functional import images
 
 SHELL_CMD = 'echo shell-ready; exec /bin/sh'
 
@@ -81,11 +79,7 @@ class TestSerialConsole(base.FunctionalTestCase):
                          proxyclient_address='127.0.0.1')
 
     def shell_container(self, drv):
-        image = self.glance.add(
-            images.container_image('docker'), 'raw',
-            container_format='docker',
-            properties={'clear_cmd': json.dumps([SHELL_CMD]),
-                        'clear_user': '0'})
+        image = self.container_image(SHELL_CMD, user='0')
         inst = self.spawn(drv, image)
         self.wait_console(drv, inst, 'shell-ready')
         return inst
