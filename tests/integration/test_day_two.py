@@ -10,7 +10,8 @@ container server's snapshot, rescue, unrescue and rebuild are attached to
 each test as the ``timings`` detail: the client's (the ``openstack`` command,
 ``--wait`` polls every few seconds) and the API's (``api ...``: from the
 instance action's start, the request, to the end of its compute event, as
-``openstack server event show`` reports them).  Resize (revert, then
+``openstack server event show`` reports them), also appended to
+``$AIO_HOME/logs/day-two-timings.jsonl``.  Resize (revert, then
 confirm) of a container server: nova_clear/migration.py.
 """
 
@@ -50,6 +51,17 @@ class TestDayTwo(base.IntegrationTestCase):
         self.addDetail('timings', content.Content(
             content.UTF8_TEXT, lambda: [json.dumps(
                 self.timings, sort_keys=True).encode()]))
+        # kept for the record too (stestr keeps details of failures only)
+        self.addCleanup(self._record_timings)
+
+    def _record_timings(self):
+        if self.timings:
+            with open(os.path.join(self.state['logs'],
+                                   'day-two-timings.jsonl'), 'a') as f:
+                f.write(json.dumps({'test': self.id().rsplit('.', 1)[-1],
+                                    'at': time.time(),
+                                    'timings': self.timings},
+                                   sort_keys=True) + '\n')
 
     def timed(self, what, fn, *args):
         t0 = time.monotonic()
