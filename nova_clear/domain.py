@@ -148,11 +148,6 @@ def _iotune(extra_specs):
 def kernel_cmdline(instance, image_meta, boot):
     """The guest kernel command line, read by the agent (guest/init.sh)."""
     args = ['console=ttyS0', 'quiet', 'panic=1']
-    if boot.machine_type == 'microvm':
-        # no PCI on microvm: a kernel that drives PCI (the distribution's,
-        # the minimal one since the q35 variant) skips probing for it
-        # instead of logging "PCI: Fatal: No config space access function"
-        args.append('pci=off')
     if boot.virt_type == 'qemu':
         args.append('tsc_early_khz=%d' % TCG_TSC_KHZ)
     args.append('nova_clear.uuid=%s' % instance.uuid)

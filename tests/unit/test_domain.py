@@ -132,12 +132,6 @@ class TestDomainXML(testtools.TestCase):
         self.assertEqual('rom', loader.get('type'))
         self.assertIsNone(root.find('devices/disk/address'))
 
-    def test_pci_off_only_on_microvm(self):
-        self.assertIn('pci=off', _xml().findtext('os/cmdline').split())
-        self.assertNotIn('pci=off', _xml(
-            machine_type='q35',
-            qboot_firmware='/q/qboot.rom').findtext('os/cmdline').split())
-
     def test_rejects_unknown_types(self):
         self.assertRaises(ValueError, _xml, virt_type='xen')
         self.assertRaises(ValueError, _xml, machine_type='pc')
