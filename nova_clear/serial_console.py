@@ -41,17 +41,21 @@ def enabled():
 
 def port_range(text=None):
     """(start, stop) of ``[serial_console] port_range`` ("start:stop",
-    stop excluded, as nova's libvirt driver reads it); ValueError for a
-    malformed or empty range."""
+    stop excluded, as nova's libvirt driver reads it).  A malformed, empty
+    or out-of-range value is logged and nova's default range used instead,
+    as nova's own serial helper does: the console is not worth failing a
+    boot for."""
     text = CONF.serial_console.port_range if text is None else text
     try:
         start, stop = (int(p) for p in text.split(':'))
+        if 0 < start < stop <= 65536:
+            return start, stop
     except (AttributeError, ValueError):
-        raise ValueError('[serial_console] port_range must be START:STOP, '
-                         'not %r' % (text,))
-    if not 0 < start < stop <= 65536:
-        raise ValueError('[serial_console] port_range %r is empty or out '
-                         'of 1-65535' % (text,))
+        pass
+    default = nova.conf.serial_console.DEFAULT_PORT_RANGE
+    LOG.warning('[serial_console] port_range %r is not START:STOP with '
+                'START < STOP within 1-65535: using %s', text, default)
+    start, stop = (int(p) for p in default.split(':'))
     return start, stop
 
 
