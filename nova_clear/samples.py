@@ -13,6 +13,7 @@ distribution: it handles the ACPI power button (clean shutdown), prints
 
     nova-clear-sample-images [--cache DIR] disk [fs|part|qcow2]
     nova-clear-sample-images [--cache DIR] container [docker|oci]
+    nova-clear-sample-images [--cache DIR] ssh [disk|container]
     nova-clear-sample-images [--cache DIR] assets [--dest DIR]
 
 print the path of what they built (or found already built).
@@ -155,11 +156,11 @@ def disk_image(kind, cache=None):
     if kind not in DISK_KINDS:
         raise ValueError(kind)
     cache = cache_dir(cache)
-    return _built_once(cache, 'image-' + kind, 'image-%s' % kind,
+    return built_once(cache, 'image-' + kind, 'image-%s' % kind,
                        lambda tmp: _build_disk(kind, tmp, cache))
 
 
-def _built_once(cache, name, filename, build):
+def built_once(cache, name, filename, build):
     """``<cache>/<filename>``, made by ``build(tmp)`` into a temporary
     name the first time, under the lock ``name`` (parallel callers wait)."""
     path = os.path.join(cache, filename)
@@ -198,7 +199,7 @@ def container_image(kind, cache=None):
     if kind not in CONTAINER_KINDS:
         raise ValueError(kind)
     cache = cache_dir(cache)
-    return _built_once(cache, 'container-' + kind,
+    return built_once(cache, 'container-' + kind,
                        'container-%s.tar' % kind,
                        lambda tmp: _build_container(kind, tmp))
 
@@ -219,6 +220,17 @@ def _build_container(kind, tmp):
         f.write('root:x:0:\napp:x:1000:\n')
     with open(os.path.join(tree, 'data', 'greeting'), 'w') as f:
         f.write('greeting file from the image\n')
+    buildah_commit(work, tree, tmp, kind, {
+        'entrypoint': ['/bin/sh', '-c'], 'cmd': [CONTAINER_CMD],
+        'env': ['GREETING=hello'], 'workingdir': '/data', 'user': 'app'},
+        'clear/test:1')
+
+
+def buildah_commit(work, tree, dest, kind, config, ref):
+    """An image of ``tree`` (copied to /) with ``config`` (entrypoint,
+    cmd, env, workingdir, user) into ``dest``: ``kind`` 'docker'
+    (docker-archive) or 'oci' (oci-archive), tagged ``ref``.  buildah's
+    storage lives in ``work``, which is removed."""
     buildah = ['buildah', '--root', os.path.join(work, 'storage'),
                '--runroot', os.path.join(work, 'run'),
                '--storage-driver', 'vfs']
@@ -229,13 +241,16 @@ def _build_container(kind, tmp):
                               text=True).stdout.strip()
     ctr = run('from', 'scratch')
     run('copy', ctr, tree + '/', '/')
-    run('config', '--entrypoint', '["/bin/sh", "-c"]',
-        '--cmd', json.dumps([CONTAINER_CMD]), '--env', 'GREETING=hello',
-        '--workingdir', '/data', '--user', 'app', ctr)
-    dest = ('docker-archive:%s:clear/test:1' if kind == 'docker'
-            else 'oci-archive:%s:clear/test:1') % tmp
+    opts = ['--entrypoint', json.dumps(config['entrypoint']),
+            '--cmd', json.dumps(config['cmd']),
+            '--workingdir', config['workingdir'], '--user', config['user']]
+    for env in config['env']:
+        opts += ['--env', env]
+    run('config', *opts, ctr)
+    target = ('docker-archive:%s:%s' if kind == 'docker'
+              else 'oci-archive:%s:%s') % (dest, ref)
     run('commit', '--format', 'docker' if kind == 'docker' else 'oci',
-        ctr, dest)
+        ctr, target)
     run('rm', ctr)
     subprocess.run(['rm', '-rf', work], check=False)
 
@@ -257,6 +272,12 @@ def parse_args(argv):
                          'that prints "container says: ..." and exits 3')
     ctr.add_argument('kind', nargs='?', default='docker',
                      choices=CONTAINER_KINDS)
+    ssh = sub.add_parser('ssh', help='an image whose root logs in over '
+                         'SSH (dropbear) with the instance\'s key pair, '
+                         'as tempest\'s validation wants '
+                         '(nova_clear.sample_ssh)')
+    ssh.add_argument('kind', nargs='?', default='disk',
+                     choices=('disk', 'container'))
     assets = sub.add_parser('assets', help='guest kernel + agent '
                             'initramfs (and the minimal kernel when '
                             'linux-source is installed)')
@@ -270,6 +291,10 @@ def main(argv=None):
         path = disk_image(args.kind, args.cache)
     elif args.what == 'container':
         path = container_image(args.kind, args.cache)
+    elif args.what == 'ssh':
+        from nova_clear import sample_ssh
+        path = (sample_ssh.disk_image(args.cache) if args.kind == 'disk'
+                else sample_ssh.container_image(args.cache))
     else:
         path = guest_assets(args.dest, args.cache)
     print(path)

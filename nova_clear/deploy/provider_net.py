@@ -12,6 +12,14 @@ in for the provider network's router and for a client::
         |
     clearphys0  (veth, up, no address) <====> clearpeer0  10.77.0.1/24
     = physnet "clearnet"                      fd00:77::1/64 nodad, lo up
+        |
+    clearhost0  (macvlan, bridge mode, 10.77.0.2/24; optional)
+
+The host itself cannot reach the guests through ``clearphys0`` (a macvtap's
+lower device never hears its children); ``clearhost0`` is a sibling of the
+guests' macvtaps, so the host (tempest logging in to its servers) reaches
+them on the link, with an address outside Neutron's allocation pool
+(:func:`ensure_host_access`, ``nova-clear-provider-net up --host-access``).
 
 The one implementation used by ``tools/allinone``, the devstack plugin
 (through ``nova-clear-provider-net up|down|show``) and the functional
@@ -33,6 +41,9 @@ import sys
 PHYSNET = 'clearnet'
 DEVICE = 'clearphys0'
 PEER = 'clearpeer0'
+HOST_DEVICE = 'clearhost0'
+# the host's address on the network (host access): below the pool
+HOST_INDEX = 2
 NETNS = 'nova-clear-provider'
 CIDR = '10.77.0.0/24'
 CIDR6 = 'fd00:77::/64'
@@ -66,6 +77,12 @@ class Plan:
     network: str = NETWORK
     subnet: str = SUBNET
     subnet6: str = SUBNET6
+    host_device: str = HOST_DEVICE
+
+    @property
+    def host_address(self):
+        """The host's address on the network (:func:`ensure_host_access`)."""
+        return self.address(HOST_INDEX)
 
     @property
     def prefixlen(self):
@@ -95,7 +112,9 @@ class Plan:
                 'cidr': self.cidr, 'gateway': self.gateway,
                 'allocation_pool': list(self.pool),
                 'subnet6': self.subnet6, 'cidr6': self.cidr6,
-                'gateway6': self.gateway6}
+                'gateway6': self.gateway6,
+                'host_interface': self.host_device,
+                'host_address': self.host_address}
 
 
 def _check_name(kind, name, limit):
@@ -129,7 +148,8 @@ def _gateway(net, gateway):
 
 
 def plan(device=DEVICE, peer=PEER, netns=NETNS, cidr=CIDR, cidr6=CIDR6,
-         gateway=None, gateway6=None, physnet=PHYSNET):
+         gateway=None, gateway6=None, physnet=PHYSNET,
+         host_device=HOST_DEVICE):
     """The provider network's names and addresses (nothing is touched).
 
     ``gateway`` and ``gateway6`` default to the networks' first host
@@ -139,6 +159,7 @@ def plan(device=DEVICE, peer=PEER, netns=NETNS, cidr=CIDR, cidr6=CIDR6,
     """
     _check_name('device', device, IFNAMSIZ - 1)
     _check_name('peer', peer, IFNAMSIZ - 1)
+    _check_name('host device', host_device, IFNAMSIZ - 1)
     _check_name('namespace', netns, 255)
     if device == peer:
         raise ProviderNetError('device and peer are both %s' % device)
@@ -150,6 +171,10 @@ def plan(device=DEVICE, peer=PEER, netns=NETNS, cidr=CIDR, cidr6=CIDR6,
     if pool[0] <= gw <= pool[1]:
         raise ProviderNetError('gateway %s is inside the allocation pool '
                                '%s-%s' % (gw, pool[0], pool[1]))
+    host = net[HOST_INDEX]
+    if host == gw or pool[0] <= host <= pool[1]:
+        raise ProviderNetError('the host address %s is the gateway or in '
+                               'the allocation pool' % host)
     if cidr6:
         net6 = _network(cidr6, 6)
         gw6 = str(_gateway(net6, gateway6))
@@ -159,7 +184,8 @@ def plan(device=DEVICE, peer=PEER, netns=NETNS, cidr=CIDR, cidr6=CIDR6,
         cidr6 = None
     return Plan(device=device, peer=peer, netns=netns, cidr=str(net),
                 gateway=str(gw), cidr6=cidr6, gateway6=gw6,
-                pool=(str(pool[0]), str(pool[1])), physnet=physnet)
+                pool=(str(pool[0]), str(pool[1])), physnet=physnet,
+                host_device=host_device)
 
 
 # -- the commands (pure) -----------------------------------------------------
@@ -239,11 +265,46 @@ def problem_of(p, netns_exists, device, peer, lo, with_ipv6=True):
 
 
 def users_of(p, links):
-    """Macvtap/macvlan devices on ``p.device``, from ``ip -j -d link show``
-    in the root namespace (``link`` names the lower device)."""
+    """Macvtap/macvlan devices on ``p.device`` but the host's own
+    (``p.host_device``), from ``ip -j -d link show`` in the root namespace
+    (``link`` names the lower device)."""
     return [d['ifname'] for d in links
-            if d.get('link') == p.device and
-            d.get('linkinfo', {}).get('info_kind') in ('macvtap', 'macvlan')]
+            if d.get('link') == p.device and d['ifname'] != p.host_device
+            and d.get('linkinfo', {}).get('info_kind') in
+            ('macvtap', 'macvlan')]
+
+
+def host_access_commands(p):
+    """The host's macvlan on ``p.device`` with ``p.host_address``."""
+    return [
+        _ip_cmd('link', 'add', p.host_device, 'link', p.device, 'type',
+                'macvlan', 'mode', 'bridge'),
+        _ip_cmd('addr', 'add', '%s/%d' % (p.host_address, p.prefixlen),
+                'dev', p.host_device),
+        _ip_cmd('link', 'set', 'dev', p.host_device, 'up'),
+    ]
+
+
+def host_access_problem_of(p, device, host):
+    """Why the host's macvlan is not as :func:`host_access_commands` makes
+    it, or None; ``device`` and ``host`` are the ``ip -j -d addr show``
+    entries of ``p.device`` and ``p.host_device`` (None when absent)."""
+    if not host:
+        return 'no %s' % p.host_device
+    info = host.get('linkinfo', {})
+    if info.get('info_kind') != 'macvlan' or \
+            info.get('info_data', {}).get('mode') != 'bridge':
+        return '%s is not a macvlan in bridge mode' % p.host_device
+    if not device or host.get('link_index') != device.get('ifindex'):
+        return '%s is not on %s' % (p.host_device, p.device)
+    if 'UP' not in host.get('flags', ()):
+        return '%s is down' % p.host_device
+    if not any(a.get('local') == p.host_address and
+               a.get('prefixlen') == p.prefixlen
+               for a in host.get('addr_info', ())):
+        return '%s has not %s/%s' % (p.host_device, p.host_address,
+                                     p.prefixlen)
+    return None
 
 
 # -- the host ----------------------------------------------------------------
@@ -312,6 +373,21 @@ def ensure(p, runner=_run, say=None):
     return made
 
 
+def ensure_host_access(p, runner=_run):
+    """The host's macvlan (idempotent, after :func:`ensure`); True when
+    made now, False when reused."""
+    host = _one(_ip_json('-d', 'addr', 'show', 'dev', p.host_device))
+    if host_access_problem_of(
+            p, _one(_ip_json('-d', 'addr', 'show', 'dev', p.device)),
+            host) is None:
+        return False
+    if host:
+        runner(_ip_cmd('link', 'del', 'dev', p.host_device))
+    for cmd in host_access_commands(p):
+        runner(cmd)
+    return True
+
+
 def remove(p, force=False, runner=_run, say=None):
     """Remove the pair and namespace of ``p`` (idempotent); True when none
     of it is left.  While guests' macvtap devices sit on ``p.device``
@@ -363,8 +439,12 @@ def _parser():
                     'with the gateway addresses, sits in a network '
                     'namespace.')
     sub = parser.add_subparsers(dest='action', required=True)
-    sub.add_parser('up', parents=[common],
-                   help='make it, or reuse it when it has that shape')
+    up = sub.add_parser('up', parents=[common],
+                        help='make it, or reuse it when it has that shape')
+    up.add_argument('--host-access', action='store_true',
+                    help='also a macvlan %s with the network\'s address '
+                         'number %d, through which this host reaches the '
+                         'guests' % (HOST_DEVICE, HOST_INDEX))
     down = sub.add_parser('down', parents=[common],
                           help='remove it, unless guests use it')
     down.add_argument('--force', action='store_true',
@@ -395,6 +475,10 @@ def main(argv=None):
         if args.action == 'up':
             made = ensure(p, say=say)
             print('%s %s' % ('made' if made else 'reused', p.describe()))
+            if args.host_access:
+                ensure_host_access(p)
+                print('host access: %s %s/%d' % (
+                    p.host_device, p.host_address, p.prefixlen))
         elif args.action == 'down':
             if not remove(p, force=args.force, say=say):
                 return 0

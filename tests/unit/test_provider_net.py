@@ -86,7 +86,8 @@ class TestPlan(testtools.TestCase):
              'cidr': '10.77.0.0/24', 'gateway': '10.77.0.1',
              'allocation_pool': ['10.77.0.10', '10.77.0.250'],
              'subnet6': 'clear-subnet6', 'cidr6': 'fd00:77::/64',
-             'gateway6': 'fd00:77::1'}, p.as_dict())
+             'gateway6': 'fd00:77::1', 'host_interface': 'clearhost0',
+             'host_address': '10.77.0.2'}, p.as_dict())
         self.assertEqual('clearphys0 (clearnet) <-> clearpeer0 in netns '
                          'nova-clear-provider, 10.77.0.1', p.describe())
 
@@ -188,8 +189,84 @@ class TestProblem(testtools.TestCase):
                   'linkinfo': {'info_kind': 'vlan'}},
                  {'ifname': 'macvtap9', 'link': 'eth0',
                   'linkinfo': {'info_kind': 'macvtap'}},
+                 {'ifname': 'clearhost0', 'link': 'clearphys0',
+                  'linkinfo': {'info_kind': 'macvlan'}},
                  {'ifname': 'clearphys0'}]
+        # the host's own macvlan is no guest
         self.assertEqual(['macvtap0', 'mv1'], pn.users_of(p, links))
+
+
+def host_access(p, kind='macvlan', mode='bridge', link_index=7, up=True,
+                address=None):
+    """``ip -j -d addr show`` of the host's macvlan, as
+    host_access_commands makes it unless told otherwise."""
+    return {'ifname': p.host_device, 'ifindex': 11, 'link_index': link_index,
+            'flags': ['BROADCAST', 'UP'] if up else ['BROADCAST'],
+            'linkinfo': {'info_kind': kind, 'info_data': {'mode': mode}},
+            'addr_info': [{'family': 'inet',
+                           'local': address or p.host_address,
+                           'prefixlen': p.prefixlen}]}
+
+
+class TestHostAccess(testtools.TestCase):
+
+    def test_address_below_the_pool(self):
+        p = pn.plan()
+        self.assertEqual(('clearhost0', '10.77.0.2'),
+                         (p.host_device, p.host_address))
+        self.assertEqual('10.77.0.2', p.as_dict()['host_address'])
+        # a gateway on the host's address is refused
+        self.assertRaises(pn.ProviderNetError, pn.plan, gateway='10.77.0.2')
+        self.assertRaises(pn.ProviderNetError, pn.plan,
+                          host_device='a-much-too-long-name')
+
+    def test_commands(self):
+        p = pn.plan()
+        self.assertEqual(
+            [['ip', 'link', 'add', 'clearhost0', 'link', 'clearphys0',
+              'type', 'macvlan', 'mode', 'bridge'],
+             ['ip', 'addr', 'add', '10.77.0.2/24', 'dev', 'clearhost0'],
+             ['ip', 'link', 'set', 'dev', 'clearhost0', 'up']],
+            pn.host_access_commands(p))
+
+    def test_problem(self):
+        p = pn.plan()
+        dev = host(p)[1]
+        self.assertIsNone(pn.host_access_problem_of(p, dev, host_access(p)))
+        for entry, why in (
+                (None, 'no clearhost0'),
+                (host_access(p, kind='macvtap'), 'not a macvlan'),
+                (host_access(p, mode='private'), 'not a macvlan'),
+                (host_access(p, link_index=3), 'not on clearphys0'),
+                (host_access(p, up=False), 'is down'),
+                (host_access(p, address='10.77.0.9'), 'has not 10.77.0.2')):
+            self.assertIn(why, pn.host_access_problem_of(p, dev, entry))
+
+    def _ensure(self, existing):
+        p = pn.plan()
+        dev = host(p)[1]
+        ran = []
+
+        def ip_json(*args, ns=None):
+            if args[-1] == p.host_device:
+                return [existing] if existing else []
+            return [dev]
+        self.useFixture(fixtures.MockPatchObject(pn, '_ip_json', ip_json))
+        return p, pn.ensure_host_access(p, runner=ran.append), ran
+
+    def test_ensure_reuses(self):
+        p, made, ran = self._ensure(host_access(pn.plan()))
+        self.assertEqual((False, []), (made, ran))
+
+    def test_ensure_makes(self):
+        p, made, ran = self._ensure(None)
+        self.assertEqual((True, pn.host_access_commands(p)), (made, ran))
+
+    def test_ensure_remakes(self):
+        p, made, ran = self._ensure(host_access(pn.plan(), up=False))
+        self.assertEqual(
+            (True, [['ip', 'link', 'del', 'dev', 'clearhost0']] +
+             pn.host_access_commands(p)), (made, ran))
 
 
 class TestEnsureRemove(testtools.TestCase):

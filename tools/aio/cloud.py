@@ -34,6 +34,11 @@ EXIT_COMMAND = ('init=/bin/sh -- -c '
                 '"echo hello from a Clear Container; exit 3"')
 # what the sample image prints on its console once its workload runs
 WORKLOAD_LINE = 'disk-init: up on'
+# tempest's images (nova_clear.sample_ssh): root logs in over SSH with the
+# server's key pair; the disk image reads it from the config drive, which
+# it declares mandatory
+IMAGE_SSH = 'clear-ssh'
+IMAGE_SSH_CONTAINER = 'clear-ssh-container'
 _conn = []
 
 NET = hostnet.NET  # the provider network
@@ -185,17 +190,28 @@ def sample_container_image():
     return samples.container_image('docker')
 
 
+def _image_files():
+    """{image name: (file maker, properties)}."""
+    from nova_clear import sample_ssh
+    return {
+        IMAGE: (sample_image, {}),
+        IMAGE_EXIT: (sample_image, {'os_command_line': EXIT_COMMAND}),
+        IMAGE_CONTAINER: (sample_container_image, {
+            'container_format': 'docker',
+            'clear_cmd': json.dumps([CONTAINER_COMMAND]),
+            'clear_user': 'root'}),
+        IMAGE_SSH: (sample_ssh.disk_image,
+                    {'img_config_drive': 'mandatory'}),
+        IMAGE_SSH_CONTAINER: (sample_ssh.container_image,
+                              {'container_format': 'docker'}),
+    }
+
+
 def images_and_flavors():
     """The sample images and the flavors; returns ``{image name: id}``."""
     conn = connection()
     ids = {}
-    path = None
-    for name, props in (
-            (IMAGE, {}),
-            (IMAGE_EXIT, {'os_command_line': EXIT_COMMAND}),
-            (IMAGE_CONTAINER, {'container_format': 'docker',
-                               'clear_cmd': json.dumps([CONTAINER_COMMAND]),
-                               'clear_user': 'root'})):
+    for name, (make_file, props) in _image_files().items():
         img = None
         for i in conn.image.images(name=name):
             if i.status == 'active':
@@ -204,13 +220,9 @@ def images_and_flavors():
                 conn.image.delete_image(i, ignore_missing=True)
         if img is None:
             props = dict({'container_format': 'bare'}, **props)
-            if props['container_format'] == 'docker':
-                filename = sample_container_image()
-            else:
-                filename = path = path or sample_image()
             process.say('uploading image %s' % name)
             img = conn.image.create_image(
-                name=name, filename=filename, disk_format='raw',
+                name=name, filename=make_file(), disk_format='raw',
                 visibility='public', wait=True, validate_checksum=False,
                 **props)
         ids[name] = img.id

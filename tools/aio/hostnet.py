@@ -48,6 +48,10 @@ def up():
     process.say('provider network on the host: %s' % describe())
     try:
         made = provider_net.ensure(NET, runner=_run, say=process.say)
+        # tempest logs in to its servers from here (doc/source/tempest.rst)
+        if provider_net.ensure_host_access(NET, runner=_run):
+            process.say('host access to the provider network: %s %s' % (
+                NET.host_device, NET.host_address))
     except provider_net.ProviderNetError as e:
         raise process.Failure(str(e), process.log_path('network'))
     created = made or (state.load().get('network') or {}).get(

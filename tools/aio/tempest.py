@@ -35,10 +35,14 @@ SMOKE = (r'^tempest\.api\.compute\.(servers\.test_server_actions\.'
          r'ServerActionsTest(JSON|OtherA|OtherB)\b|servers\.'
          r'test_server_rescue\.|servers\.test_disk_config\.|images\.'
          r'test_images_oneserver\.)')
-# tempest's interface attach tests (on q35 servers: --machine-type q35)
-# want SSH validation, which needs floating IPs the macvtap provider
-# network has not: they skip; tests/integration/test_networking.py
-# TestInterfaceHotplug does what test_reassign_port_between_servers does
+# SSH validation: tempest logs in to its servers as root with their key
+# pair, on their fixed address on the provider network (no floating IPs:
+# ML2 macvtap has no routers), from this host through its macvlan on the
+# network (nova_clear.deploy.provider_net.ensure_host_access); the images
+# are nova_clear.sample_ssh's
+VALIDATION = {'run_validation': 'true', 'connect_method': 'fixed',
+              'auth_method': 'keypair', 'ip_version_for_ssh': '4',
+              'image_ssh_user': 'root', 'image_alt_ssh_user': 'root'}
 # tempest's flavors (flavor_ref, flavor_ref_alt: what resize goes to) per
 # machine variant
 FLAVORS = {'microvm': ('clear.tiny', 'clear.small'),
@@ -102,23 +106,30 @@ def write_conf(driver_flags, machine_type='microvm'):
         'identity': {'uri_v3': settings.KEYSTONE_URL, 'auth_version': 'v3',
                      'region': settings.REGION},
         'compute': {
-            # a disk image and a container image, both servers that keep
-            # running: rebuild goes from one kind to the other
-            'image_ref': ids[cloud.IMAGE],
-            'image_ref_alt': ids[cloud.IMAGE_CONTAINER],
+            # a disk image and a container image, both running an SSH
+            # server: rebuild goes from one kind to the other
+            'image_ref': ids[cloud.IMAGE_SSH],
+            'image_ref_alt': ids[cloud.IMAGE_SSH_CONTAINER],
             'flavor_ref': flavor.id, 'flavor_ref_alt': flavor_alt.id,
             'fixed_network_name': hostnet.NET.network,
             'build_timeout': '300', 'min_compute_nodes': '1',
             'max_microversion': 'latest', 'region': settings.REGION},
-        'compute-feature-enabled': {k: str(v).lower()
-                                    for k, v in driver_flags.items()},
+        'compute-feature-enabled': dict(
+            {k: str(v).lower() for k, v in driver_flags.items()},
+            # a deployment fact: no metadata agent (ML2 macvtap, no L3 or
+            # DHCP agents); the config drive carries the metadata
+            metadata_service='false'),
         'network': {'project_networks_reachable': 'false',
+                    # the scenario tests that log in want one (the
+                    # provider network, which the host reaches)
+                    'public_network_id': state.load()['network'][
+                        'network_id'],
                     'region': settings.REGION},
         'network-feature-enabled': {'floating_ips': 'false',
                                     'shared_physical_network': 'false'},
         'image': {'region': settings.REGION},
         'placement': {'region': settings.REGION},
-        'validation': {'run_validation': 'false'},
+        'validation': dict(VALIDATION, network_for_ssh=hostnet.NET.network),
         'service_available': {'nova': 'true', 'glance': 'true',
                               'neutron': 'true', 'placement': 'true',
                               'keystone': 'true', 'cinder': 'false',
