@@ -24,6 +24,7 @@ buildah, offline) runs dropbear in the foreground as its command; the
 agent installs the instance's key pair in ``/root/.ssh``.
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -55,8 +56,15 @@ done
 exec "$@"
 '''
 
-# the key pair: every public key in meta_data.json's "public_keys"/"keys"
-# (grep -o: busybox has no JSON parser; a key is "<type> <base64>")
+# the key pair: the public keys in meta_data.json's "public_keys" object,
+# nothing from elsewhere (the server's metadata); busybox has no JSON
+# parser: sed takes the object (its values hold no "}"), grep the keys
+# ("<type> AAAA<base64>": a key blob starts with its type's length)
+PUBLIC_KEYS_SED = r's/.*"public_keys": *{\([^}]*\)}.*/\1/p'
+KEY_PATTERN = (r'(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)) '
+               r'AAAA[A-Za-z0-9+/=]+')
+KEYS_COMMAND = "sed -n '%s' | grep -o -E '%s' | sort -u" % (
+    PUBLIC_KEYS_SED, KEY_PATTERN)
 SSH_INIT = b'''#!/bin/sh
 mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sysfs /sys 2>/dev/null
@@ -73,8 +81,8 @@ until dev=$(blkid -L config-2 -o device) || [ $i -ge 50 ]; do
     usleep 100000; i=$((i + 1))
 done
 if [ -n "$dev" ] && mount -o ro "$dev" /run/config-drive; then
-    grep -o -E '(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+' \\
-        /run/config-drive/openstack/latest/meta_data.json | sort -u \\
+    @KEYS_COMMAND@ \\
+        < /run/config-drive/openstack/latest/meta_data.json \\
         > /root/.ssh/authorized_keys
     chmod 600 /root/.ssh/authorized_keys
     umount /run/config-drive
@@ -85,7 +93,7 @@ fi
 dropbear -R -E -p 22 -P /run/dropbear.pid
 echo "ssh-init: up on $(hostname)"
 while true; do sleep 3600; done
-'''
+'''.replace(b'@KEYS_COMMAND@', KEYS_COMMAND.encode())
 
 CONTAINER_CMD = ('mkdir -p /dev/pts && mount -t devpts devpts /dev/pts '
                  '2>/dev/null; mkdir -p /etc/dropbear; echo "%s"; '
@@ -163,10 +171,18 @@ def _build_disk(tmp):
     shutil.rmtree(tree)
 
 
+def digest():
+    """What the images are made of (this module's scripts and layout), in
+    their file names: a change builds them again."""
+    with open(__file__, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()[:12]
+
+
 def disk_image(cache=None):
     """Path of the SSH disk image (bare ext4, raw), built once."""
     cache = samples.cache_dir(cache)
-    return samples.built_once(cache, 'image-ssh', 'image-ssh', _build_disk)
+    return samples.built_once(cache, 'image-ssh', 'image-ssh-' + digest(),
+                              _build_disk)
 
 
 def _build_container(tmp):
@@ -183,5 +199,6 @@ def _build_container(tmp):
 def container_image(cache=None):
     """Path of the SSH container image (docker-archive), built once."""
     cache = samples.cache_dir(cache)
-    return samples.built_once(cache, 'container-ssh', 'container-ssh.tar',
+    return samples.built_once(cache, 'container-ssh',
+                              'container-ssh-%s.tar' % digest(),
                               _build_container)

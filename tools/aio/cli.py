@@ -1,7 +1,7 @@
 """The subcommands of ``tools/allinone`` (which installs the packages and
 the venv first, then runs ``python -m tools.aio``): ``up`` (start +
 bootstrap + demo boot), ``start`` (no demo), ``boot`` (the demo),
-``status``, ``restart SERVICE..``, ``stop``, ``tempest [--smoke|REGEX]``."""
+``status``, ``restart SERVICE..``, ``stop``, ``tempest [--smoke|--general-purpose|REGEX]``."""
 
 import argparse
 import os
@@ -39,6 +39,9 @@ def cmd_boot(args):
 
 def cmd_tempest(args):
     from tools.aio import tempest
+    if args.general_purpose:
+        from tools.aio import tempest_gp
+        return 0 if tempest_gp.run(args.concurrency) else 1
     summary = tempest.run(args.regex, args.smoke, args.concurrency,
                           args.machine_type)
     return 0 if summary['passed'] and not summary['failed'] else 1
@@ -114,6 +117,10 @@ def parser():
                         % r'^tempest\.api\.compute\.')
     s.add_argument('--smoke', action='store_true',
                    help="the subset .ci/run runs (tools/run-tests)")
+    s.add_argument('--general-purpose', action='store_true',
+                   help="the tests of nova's general-purpose features "
+                        "(feature-matrix-gp.ini), microvm and q35 servers; "
+                        "a verdict per feature")
     s.add_argument('--concurrency', type=int, default=2)
     s.add_argument('--machine-type', default='microvm',
                    choices=('microvm', 'q35'),

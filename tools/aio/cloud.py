@@ -39,6 +39,7 @@ WORKLOAD_LINE = 'disk-init: up on'
 # it declares mandatory
 IMAGE_SSH = 'clear-ssh'
 IMAGE_SSH_CONTAINER = 'clear-ssh-container'
+SAMPLE_DIGEST = 'nova_clear_sample'
 _conn = []
 
 NET = hostnet.NET  # the provider network
@@ -200,10 +201,13 @@ def _image_files():
             'container_format': 'docker',
             'clear_cmd': json.dumps([CONTAINER_COMMAND]),
             'clear_user': 'root'}),
+        # uploaded again when nova_clear.sample_ssh changed
         IMAGE_SSH: (sample_ssh.disk_image,
-                    {'img_config_drive': 'mandatory'}),
+                    {'img_config_drive': 'mandatory',
+                     SAMPLE_DIGEST: sample_ssh.digest()}),
         IMAGE_SSH_CONTAINER: (sample_ssh.container_image,
-                              {'container_format': 'docker'}),
+                              {'container_format': 'docker',
+                               SAMPLE_DIGEST: sample_ssh.digest()}),
     }
 
 
@@ -214,7 +218,9 @@ def images_and_flavors():
     for name, (make_file, props) in _image_files().items():
         img = None
         for i in conn.image.images(name=name):
-            if i.status == 'active':
+            if i.status == 'active' and (
+                    SAMPLE_DIGEST not in props or props[SAMPLE_DIGEST] ==
+                    i.properties.get(SAMPLE_DIGEST)):
                 img = i
             else:
                 conn.image.delete_image(i, ignore_missing=True)

@@ -166,7 +166,8 @@ def driver_flags(machine_type='microvm'):
 _SUMMARY = r'''
 import collections, json, sys
 import subunit, testtools
-out = {'passed': [], 'failed': [], 'skipped': collections.Counter()}
+out = {'passed': [], 'failed': [], 'skipped': collections.Counter(),
+       'skipped_tests': {}}
 def record(test):
     tid = test['id']
     if tid.startswith(('setUpClass', 'tearDownClass')) or \
@@ -182,6 +183,7 @@ def record(test):
         reason = test['details'].get('reason')
         text = reason.as_text() if reason else '?'
         out['skipped'][text.strip()[:160]] += 1
+        out['skipped_tests'][tid] = text.strip()[:160]
     elif test['status'] in ('fail', 'uxsuccess'):
         out['failed'].append(tid)
 stream = subunit.ByteStreamToStreamResult(sys.stdin.buffer,

@@ -1,0 +1,102 @@
+"""tools/aio/tempest_gp.py: nova's general-purpose features, their tests
+and the verdicts (no tempest run)."""
+
+import re
+
+import testtools
+
+from tools.aio import tempest_gp as gp
+
+RESCUE = 'fd032140-714c-42e4-a8fd-adcd8df06be6'
+RESCUE_REBUILD = '70cdb8a1-89f8-437d-9448-8844fd82bf46'
+SHELVE = '1164e700-0af0-4a4c-8792-35909a88743c'
+SHELVE_VOLUME = 'c1b6318c-b9da-490b-9c67-9339b627271f'
+
+
+def name(cls, uuid):
+    return 'tempest.api.compute.servers.%s.test_x[id-%s]' % (cls, uuid)
+
+
+class TestFeatures(testtools.TestCase):
+
+    def test_the_fifteen_of_nova(self):
+        self.assertEqual(15, len(gp.FEATURES))
+        for op, _title, ids in gp.FEATURES:
+            for uuid in ids:
+                self.assertRegex(uuid, r'^[0-9a-f]{8}(-[0-9a-f]{4}){3}-'
+                                       r'[0-9a-f]{12}$')
+        ops = {op for op, _t, _i in gp.FEATURES}
+        self.assertLessEqual(set(gp.EXPECTED_ABSENT), ops)
+        self.assertLessEqual(set(gp.Q35_FEATURES), ops)
+
+    def test_regex_splits_by_machine_type(self):
+        microvm = re.compile(gp.regex('microvm'))
+        q35 = re.compile(gp.regex('q35'))
+        reassign = ('tempest.api.compute.servers.test_attach_interfaces.'
+                    'AttachInterfacesTestJSON.test_reassign_port_between_'
+                    'servers[id-2f3a0127-95c7-4977-92d2-bc5aec602fb4]')
+        shelve = ('tempest.scenario.test_shelve_instance.TestShelveInstance.'
+                  'test_shelve_instance[compute,id-%s,image,network,slow]'
+                  % SHELVE)
+        self.assertTrue(q35.search(reassign))
+        self.assertFalse(microvm.search(reassign))
+        self.assertTrue(microvm.search(shelve))
+        self.assertFalse(q35.search(shelve))
+        # an id is matched whole, not as a prefix of another test's id
+        self.assertFalse(microvm.search('x[id-%sff]' % SHELVE))
+
+
+class TestVerdict(testtools.TestCase):
+
+    def test_passed(self):
+        self.assertEqual(('passed', []), gp.verdict(
+            (RESCUE, RESCUE_REBUILD),
+            [name('A', RESCUE), name('B', RESCUE_REBUILD)], [], {}))
+
+    def test_one_class_passed_another_skipped(self):
+        # the id names tests in two classes: one passing is enough
+        self.assertEqual(('passed', []), gp.verdict(
+            (RESCUE,), [name('A', RESCUE)], [],
+            {name('BootFromVolume', RESCUE): 'no cinder'}))
+
+    def test_a_failure_fails_it(self):
+        self.assertEqual(('failed', [name('B', RESCUE)]), gp.verdict(
+            (RESCUE,), [name('A', RESCUE)], [name('B', RESCUE)], {}))
+
+    def test_partly_and_skipped(self):
+        v, details = gp.verdict((SHELVE, SHELVE_VOLUME), [name('A', SHELVE)],
+                                [], {name('V', SHELVE_VOLUME): 'no cinder'})
+        self.assertEqual('passed, partly', v)
+        self.assertEqual(['%s: no cinder' % SHELVE_VOLUME], details)
+        v, details = gp.verdict((SHELVE,), [], [], {})
+        self.assertEqual(('skipped', ['%s: did not run' % SHELVE]),
+                         (v, details))
+
+
+class TestJudge(testtools.TestCase):
+
+    def verdicts(self, passed_all_but=(), fail=()):
+        passed, failed = [], []
+        for op, _t, ids in gp.FEATURES:
+            for uuid in ids:
+                if uuid in fail:
+                    failed.append(name('X', uuid))
+                elif op not in passed_all_but:
+                    passed.append(name('X', uuid))
+        return gp.judge([{'passed': passed[:5], 'failed': failed,
+                          'skipped_tests': {}},
+                         {'passed': passed[5:], 'failed': [],
+                          'skipped_tests': {}}])
+
+    def test_all_but_the_expected_is_good(self):
+        v = self.verdicts(passed_all_but=tuple(gp.EXPECTED_ABSENT))
+        self.assertTrue(gp.good(v))
+        self.assertEqual(12, sum(1 for x in v if x[2] == 'passed'))
+
+    def test_an_unexpected_absence_or_failure_is_not(self):
+        self.assertFalse(gp.good(self.verdicts(
+            passed_all_but=('server-rescue',))))
+        self.assertFalse(gp.good(self.verdicts(fail=(RESCUE,))))
+        # a failure of an expected-absent feature's test counts too
+        self.assertFalse(gp.good(self.verdicts(
+            fail=('6158df09-4b82-4ab3-af6d-29cf36af858d',))))
