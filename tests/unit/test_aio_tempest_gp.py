@@ -3,6 +3,8 @@ and the verdicts (no tempest run)."""
 
 import re
 
+import fixtures
+
 import testtools
 
 from tools.aio import tempest_gp as gp
@@ -100,3 +102,36 @@ class TestJudge(testtools.TestCase):
         # a failure of an expected-absent feature's test counts too
         self.assertFalse(gp.good(self.verdicts(
             fail=('6158df09-4b82-4ab3-af6d-29cf36af858d',))))
+
+
+class TestRun(testtools.TestCase):
+
+    def test_two_runs_smoke_added_to_microvm_counts_summed(self):
+        import contextlib
+        import io
+        from unittest import mock
+
+        from tools.aio import tempest
+        calls = []
+
+        def fake_run(rx, concurrency, machine_type):
+            calls.append((rx, machine_type))
+            ids = [i for op, _t, ids in gp.FEATURES for i in ids
+                   if op not in gp.EXPECTED_ABSENT and
+                   re.search(gp.regex(machine_type), 'x[id-%s]' % i)]
+            return {'passed': [name('X', i) for i in ids] + ['smoke.t'],
+                    'failed': [], 'skipped': {'r': 2},
+                    'skipped_tests': {}}
+        out = io.StringIO()
+        tmp = self.useFixture(fixtures.TempDir()).join('gp.json')
+        with mock.patch.object(tempest, 'run', fake_run), \
+                mock.patch.object(gp, 'RESULTS', tmp), \
+                contextlib.redirect_stdout(out):
+            self.assertTrue(gp.run(extra='^smoke'))
+        self.assertEqual(['microvm', 'q35'], [mt for _r, mt in calls])
+        self.assertEqual('(%s)|(^smoke)' % gp.regex('microvm'), calls[0][0])
+        self.assertEqual(gp.regex('q35'), calls[1][0])
+        # 15 microvm ids + 1 smoke test, 1 q35 id + 1
+        self.assertIn('both runs: 18 passed, 0 failed, 4 skipped',
+                      out.getvalue())
+        self.assertIn('12 of 15 features passed', out.getvalue())

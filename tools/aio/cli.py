@@ -39,9 +39,11 @@ def cmd_boot(args):
 
 def cmd_tempest(args):
     from tools.aio import tempest
-    if args.general_purpose:
+    if args.general_purpose or args.smoke:
         from tools.aio import tempest_gp
-        return 0 if tempest_gp.run(args.concurrency) else 1
+        return 0 if tempest_gp.run(
+            args.concurrency,
+            extra=tempest.SMOKE if args.smoke else None) else 1
     summary = tempest.run(args.regex, args.smoke, args.concurrency,
                           args.machine_type)
     return 0 if summary['passed'] and not summary['failed'] else 1
@@ -116,7 +118,8 @@ def parser():
                    help='tests to run (default: %s, without slow)'
                         % r'^tempest\.api\.compute\.')
     s.add_argument('--smoke', action='store_true',
-                   help="the subset .ci/run runs (tools/run-tests)")
+                   help="the subset .ci/run runs (tools/run-tests): "
+                        "--general-purpose plus more day-two tests")
     s.add_argument('--general-purpose', action='store_true',
                    help="the tests of nova's general-purpose features "
                         "(feature-matrix-gp.ini), microvm and q35 servers; "
