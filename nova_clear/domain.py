@@ -52,6 +52,11 @@ class BootConfig:
     # Container images: disk_path is the shared read-only root filesystem
     # and this the instance's writable disk (overlay upper layer).
     upper_disk_path: str = None
+    # Ephemeral and swap disks (nova_clear.local_disks), (path, format)
+    # pairs attached read-write after the instance's own disks and before
+    # the config drive, as nova's libvirt driver orders them (root,
+    # ephemerals, swap, config drive).
+    local_disks: tuple = ()
     # Config drive (ISO 9660), attached read-only after the other disks.
     config_drive_path: str = None
     # The nova-compute host owning the domain (several may share libvirtd).
@@ -83,20 +88,46 @@ def container_mode(boot):
     return bool(boot.upper_disk_path) and not boot.root_dev
 
 
+# What each disk is to the instance (_disks).
+ROOT, LOCAL, CONFIG, EXTRA = 'root', 'local', 'config', 'extra'
+
+
+def _disks(boot):
+    """[(dev, path, format, readonly, role)] in the order the guest sees
+    them (probe order: vda, vdb, ...): the instance's own disks (ROOT),
+    its ephemeral and swap disks (LOCAL), the config drive (CONFIG), the
+    rescue's extra disks (EXTRA)."""
+    disks = []
+    if boot.upper_disk_path:
+        disks.append((boot.disk_path, 'raw', True, ROOT))
+        disks.append((boot.upper_disk_path, 'raw', False, ROOT))
+    else:
+        disks.append((boot.disk_path, boot.disk_format, False, ROOT))
+    disks.extend((path, fmt, False, LOCAL) for path, fmt in boot.local_disks)
+    if boot.config_drive_path:
+        disks.append((boot.config_drive_path, 'raw', True, CONFIG))
+    disks.extend((path, fmt, False, EXTRA) for path, fmt in boot.extra_disks)
+    return [(_dev_name(i),) + d for i, d in enumerate(disks)]
+
+
+def _dev_name(index):
+    # vda..vdz, then vdaa.. as the kernel names them
+    name = ''
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        name = chr(ord('a') + rem) + name
+    return 'vd' + name
+
+
 def disk_devices(boot):
     """[(dev, path, format, readonly)] in the order the guest sees them
     (virtio-mmio probe order: vda, vdb, ...)."""
-    disks = []
-    if boot.upper_disk_path:
-        disks.append((boot.disk_path, 'raw', True))
-        disks.append((boot.upper_disk_path, 'raw', False))
-    else:
-        disks.append((boot.disk_path, boot.disk_format, False))
-    if boot.config_drive_path:
-        disks.append((boot.config_drive_path, 'raw', True))
-    disks.extend((path, fmt, False) for path, fmt in boot.extra_disks)
-    return [('vd' + chr(ord('a') + i), path, fmt, ro)
-            for i, (path, fmt, ro) in enumerate(disks)]
+    return [d[:4] for d in _disks(boot)]
+
+
+def _devices_of(boot, *roles):
+    return tuple(d[0] for d in _disks(boot) if d[4] in roles)
 
 
 # The flavor extra specs nova's libvirt driver turns into <iotune>
@@ -156,8 +187,9 @@ def kernel_cmdline(instance, image_meta, boot):
     if boot.root_dev:
         args.append('nova_clear.root=%s' % boot.root_dev)
     if boot.config_drive_path:
-        args.append('nova_clear.configdrive=/dev/%s' % (
-            'vdc' if boot.upper_disk_path else 'vdb'))
+        # after the instance's own, ephemeral and swap disks
+        args.append('nova_clear.configdrive=/dev/%s' %
+                    _devices_of(boot, CONFIG)[0])
     hostname = getattr(instance, 'hostname', None)
     if hostname:
         args.append('nova_clear.hostname=%s' % hostname)
@@ -268,8 +300,9 @@ def _no_default_devices(devices):
 
 
 def _limited_disks(boot):
-    """Targets of the disks the I/O limits apply to."""
-    return ('vda', 'vdb') if boot.upper_disk_path else ('vda',)
+    """Targets of the disks the I/O limits apply to: the instance's own,
+    ephemeral and swap disks."""
+    return _devices_of(boot, ROOT, LOCAL)
 
 
 def _iotune_metadata(inst, boot):

@@ -39,6 +39,7 @@ from nova_clear.i18n import _
 from nova_clear.images import container
 from nova_clear.images import disk as disk_images
 from nova_clear import instance_disks
+from nova_clear import local_disks
 from nova_clear import locking
 from nova_clear import migration
 from nova_clear import power
@@ -208,6 +209,7 @@ class ClearDriver(power.PowerOperations, driver.ComputeDriver):
             disk_path=rootfs or files.disk,
             disk_format='raw' if rootfs else 'qcow2',
             upper_disk_path=files.upper if rootfs else None,
+            local_disks=tuple(files.local_disks()),
             config_drive_path=(files.config_drive
                                if os.path.exists(files.config_drive)
                                else None),
@@ -258,8 +260,10 @@ class ClearDriver(power.PowerOperations, driver.ComputeDriver):
         if driver.block_device_info_get_mapping(block_device_info):
             raise exception.InstanceDeployFailure(
                 reason=_('volumes are not supported by Clear Containers'))
-        # Refuse ports this host cannot plug before creating anything.
+        # Refuse ports this host cannot plug, and ephemeral formats no
+        # mkfs here makes, before creating anything.
         interfaces = self._interfaces(instance, network_info)
+        local = local_disks.wanted(instance, block_device_info)
         domain_pci.instance_machine_type(instance, image_meta,
                                          CONF['clear'].machine_type)
         t0 = time.monotonic()
@@ -273,6 +277,7 @@ class ClearDriver(power.PowerOperations, driver.ComputeDriver):
             guest = None
             try:
                 self.disks.ensure(context, instance, image_meta, files)
+                local_disks.ensure(instance, local, files)
                 instance_disks.ensure_config_drive(
                     instance, injected_files, admin_password, network_info,
                     files)
@@ -329,6 +334,21 @@ class ClearDriver(power.PowerOperations, driver.ComputeDriver):
                 self._files(instance).remove()
                 migration.remove_on_delete(self._files(instance), instance)
 
+    def rebuild(self, context, instance, image_meta, injected_files,
+                admin_password, allocations, bdms, detach_block_devices,
+                attach_block_devices, network_info=None, evacuate=False,
+                block_device_info=None, preserve_ephemeral=False,
+                accel_uuids=None, reimage_boot_volume=False):
+        """Nova's default rebuild (NotImplementedError: the compute
+        manager's destroy and spawn), but for ``preserve_ephemeral``,
+        which it refuses: the same, keeping the ephemeral disks."""
+        if not preserve_ephemeral or evacuate or reimage_boot_volume:
+            raise NotImplementedError()
+        local_disks.rebuild_preserving_ephemeral(
+            self, context, instance, image_meta, injected_files,
+            admin_password, allocations, bdms, detach_block_devices,
+            attach_block_devices, network_info, block_device_info)
+
     def snapshot(self, context, instance, image_id, update_task_state):
         """A disk image of the flattened disk, or a container image with
         one more layer (:mod:`nova_clear.snapshot`); live, paused only
@@ -354,7 +374,7 @@ class ClearDriver(power.PowerOperations, driver.ComputeDriver):
         with _instance_lock(instance):
             return migration.migrate_disk_and_power_off(
                 self, context, instance, dest, flavor, network_info,
-                timeout, retry_interval)
+                timeout, retry_interval, block_device_info)
 
     def finish_migration(self, context, migration_, instance, disk_info,
                          network_info, image_meta, resize_instance,
@@ -363,7 +383,8 @@ class ClearDriver(power.PowerOperations, driver.ComputeDriver):
         with _instance_lock(instance):
             migration.finish_migration(
                 self, context, migration_, instance, disk_info,
-                network_info, image_meta, resize_instance, power_on)
+                network_info, image_meta, resize_instance, power_on,
+                block_device_info)
 
     def confirm_migration(self, context, migration_, instance, network_info):
         with _instance_lock(instance):

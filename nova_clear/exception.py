@@ -60,6 +60,12 @@ class InvalidFlavorDiskQuota(exception.InstanceDeployFailure):
                 'are unusable: %(reason)s')
 
 
+class LocalDiskFailed(exception.InstanceDeployFailure):
+    """An ephemeral or swap disk could not be made
+    (nova_clear.local_disks)."""
+    msg_fmt = _('Cannot create the %(disk)s: %(reason)s')
+
+
 class PortNotPluggable(exception.InstanceDeployFailure):
     msg_fmt = _('Cannot plug the network ports of %(name)s: %(reason)s')
 

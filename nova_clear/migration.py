@@ -27,15 +27,21 @@ The shape of nova's libvirt driver (doc/source/resize.rst):
   back and boots the original from fresh XML with the old flavor.
 
 What is copied: the disks (``disk`` overlay, or ``upper`` writable disk),
-``disk.config``, and the ``rootfs``/``image`` references (the shared base
-image and root filesystem come from the destination's caches, fetched or
-rebuilt there when missing).  Not the console log (virtlogd's, root-owned):
-the resized instance starts a new one, a reverted one gets its own back.
+the ephemeral disks (``disk.eph<N>``), ``disk.config``, and the
+``rootfs``/``image`` references (the shared base image and root filesystem
+come from the destination's caches, fetched or rebuilt there when
+missing).  Not the swap disk: as nova's libvirt driver, finish_migration
+makes it afresh with the new flavor's size (:mod:`nova_clear.local_disks`);
+a single ephemeral disk grows to the new flavor's ``ephemeral_gb`` (and
+its ext filesystem with it), less ephemeral storage than the instance has
+is refused like a root disk shrink.  A revert gets the original ephemeral
+and swap disks back with ``<uuid>_resize``.  Not the console log
+(virtlogd's, root-owned): the resized instance starts a new one, a
+reverted one gets its own back.
 """
 
 import os
 import shutil
-import subprocess
 import time
 
 from oslo_concurrency import processutils
@@ -55,6 +61,8 @@ from nova.virt.libvirt.volume import remotefs
 
 from nova_clear import domain
 from nova_clear.i18n import _
+from nova_clear import local_disks
+from nova_clear import storage
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -111,11 +119,17 @@ def move_files(src_dir, dest_dir, names, dest_host=None):
     return copied
 
 
+def moved(files):
+    """The names of the instance's files migrate_disk_and_power_off moves
+    (those that exist are copied): MOVED and the ephemeral disks."""
+    return MOVED + tuple(files.ephemeral_names())
+
+
 def _check_space(files):
     """Refuse before the guest stops when this host's instances path
     cannot hold a second copy of the instance's files (same-host move)."""
     needed = 0
-    for name in MOVED:
+    for name in moved(files):
         try:
             needed += os.stat(os.path.join(files.dir, name)).st_blocks * 512
         except FileNotFoundError:
@@ -150,28 +164,11 @@ def grow_overlay(path, root_gb):
 def grow_writable_disk(path, root_gb):
     """The container's writable disk (a raw ext4 image file the nova user
     owns) and its filesystem to ``root_gb``: the file extended, the
-    filesystem checked (``e2fsck -fy``: 0-2 mean clean or repaired) and
-    grown offline (``resize2fs``).  Nothing needs root.  Returns the
-    bytes before and after."""
-    size = _root_bytes(root_gb)
-    before = os.path.getsize(path)
-    if before >= size:
-        return before, before
-    check = subprocess.run(['e2fsck', '-fy', path], capture_output=True,
-                           text=True)
-    if check.returncode & ~3:
-        raise exception.ResizeError(
-            reason=_('e2fsck of the writable disk %(p)s failed: %(e)s') %
-            {'p': path, 'e': (check.stdout + check.stderr).strip()[-300:]})
-    with open(path, 'r+b') as f:
-        f.truncate(size)
-    try:
-        processutils.execute('resize2fs', path)
-    except processutils.ProcessExecutionError as e:
-        raise exception.ResizeError(
-            reason=_('resize2fs of the writable disk %(p)s failed: %(e)s') %
-            {'p': path, 'e': (e.stderr or str(e)).strip()[-300:]})
-    return before, size
+    filesystem checked and grown offline
+    (:func:`nova_clear.local_disks.grow_ext_image`).  Nothing needs root.
+    Returns the bytes before and after."""
+    return local_disks.grow_ext_image(path, _root_bytes(root_gb),
+                                      _('the writable disk'))
 
 
 def grow_disks(files, root_gb):
@@ -183,12 +180,19 @@ def grow_disks(files, root_gb):
 
 # -- the four driver calls --------------------------------------------------
 def migrate_disk_and_power_off(drv, context, instance, dest, flavor,
-                               network_info, timeout=0, retry_interval=0):
+                               network_info, timeout=0, retry_interval=0,
+                               block_device_info=None):
     t0 = time.monotonic()
     if flavor.root_gb < instance.flavor.root_gb:
         raise _refuse(_('Unable to resize disk down (root disk %(o)d GB -> '
                         '%(n)d GB).') % {'o': instance.flavor.root_gb,
                                          'n': flavor.root_gb})
+    eph_gb = local_disks.current_ephemeral_gb(instance, block_device_info)
+    if (flavor.ephemeral_gb or 0) < eph_gb:
+        # as nova's libvirt driver (InstanceFaultRollback(ResizeError))
+        raise _refuse(_('Unable to resize disk down (ephemeral disks '
+                        '%(o)d GB -> %(n)d GB).') % {
+                            'o': eph_gb, 'n': flavor.ephemeral_gb or 0})
     try:
         domain.disk_iotune(flavor)   # what finish_migration will apply
     except exception.NovaException as e:
@@ -219,10 +223,11 @@ def migrate_disk_and_power_off(drv, context, instance, dest, flavor,
         # A leftover of an earlier failed resize (its instance ran from
         # <uuid> since): the current files win.
         shutil.rmtree(saved, ignore_errors=True)
+        names = moved(files)
         os.rename(files.dir, saved)
         if dest_host is None:
             fileutils.ensure_tree(files.dir)
-        copied = move_files(saved, files.dir, MOVED, dest_host)
+        copied = move_files(saved, files.dir, names, dest_host)
     except Exception as e:
         LOG.error('Moving the disks for the resize failed: %s; restoring '
                   'the instance', e, instance=instance)
@@ -235,7 +240,8 @@ def migrate_disk_and_power_off(drv, context, instance, dest, flavor,
              time.monotonic() - t0, ', '.join(copied), instance=instance)
     return jsonutils.dumps([{'path': os.path.join(files.dir, n),
                              'type': 'qcow2' if n == 'disk' else 'raw'}
-                            for n in copied if n in DISKS])
+                            for n in copied if n in DISKS or
+                            storage.ephemeral_index(n) is not None])
 
 
 def _restore_source(drv, instance, files, dest_host, network_info,
@@ -284,7 +290,8 @@ def _stop(instance, guest):
 
 
 def finish_migration(drv, context, migration, instance, disk_info,
-                     network_info, image_meta, resize_instance, power_on):
+                     network_info, image_meta, resize_instance, power_on,
+                     block_device_info=None):
     t0 = time.monotonic()
     files = drv._files(instance)
     if not files.has_disks():
@@ -296,6 +303,11 @@ def finish_migration(drv, context, migration, instance, disk_info,
         _ensure_bases(drv, context, instance, image_meta, files)
         if resize_instance:
             grow_disks(files, instance.flavor.root_gb)
+        # the swap afresh, the ephemeral disks grown to the new flavor
+        local_disks.ensure(
+            instance, local_disks.wanted(instance, block_device_info,
+                                         resize=resize_instance),
+            files, grow=resize_instance)
         t1 = time.monotonic()
         old = drv.host.find(instance.uuid)
         if old is not None:

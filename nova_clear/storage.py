@@ -6,12 +6,19 @@
 ``rootfs``       path of the image's shared read-only root filesystem
 ``image``        id of the cached Glance image the disks come from (keeps
                  it in the image cache while the instance exists)
+``disk.eph<N>``  the N-th ephemeral disk (raw, sparse, formatted: ext4 by
+                 default, label ``ephemeral<N>``), from the flavor's
+                 ``ephemeral_gb`` or Nova's ephemeral block device mappings
+``disk.swap``    the swap disk (raw, sparse, mkswap), from the flavor's
+                 ``swap`` or Nova's swap block device mapping
+                 (:mod:`nova_clear.local_disks` makes both)
 ``disk.config``  config drive (ISO 9660, label config-2), when required
 ``console.log``  serial console, written by virtlogd (root, 0600)
 ``domain.xml``   the XML the domain was last defined with (for operators)
 """
 
 import os
+import re
 import shutil
 
 from oslo_log import log as logging
@@ -20,6 +27,16 @@ from oslo_utils import fileutils
 import nova.privsep.path
 
 LOG = logging.getLogger(__name__)
+
+EPHEMERAL_PREFIX = 'disk.eph'
+SWAP_NAME = 'disk.swap'
+_EPHEMERAL_RE = re.compile(r'^disk\.eph(0|[1-9][0-9]*)$')
+
+
+def ephemeral_index(name):
+    """N for a file named ``disk.eph<N>``, else None."""
+    m = _EPHEMERAL_RE.match(name)
+    return int(m.group(1)) if m else None
 
 
 class InstanceFiles:
@@ -31,12 +48,36 @@ class InstanceFiles:
         self.domain_xml = os.path.join(self.dir, 'domain.xml')
         self.upper = os.path.join(self.dir, 'upper')
         self.config_drive = os.path.join(self.dir, 'disk.config')
+        self.swap = os.path.join(self.dir, SWAP_NAME)
         self._rootfs = os.path.join(self.dir, 'rootfs')
         self._image = os.path.join(self.dir, 'image')
 
     def has_disks(self):
         return os.path.exists(self.disk) or (
             os.path.exists(self.upper) and os.path.exists(self._rootfs))
+
+    def ephemeral(self, index):
+        """The path of the ``index``-th ephemeral disk."""
+        return os.path.join(self.dir, '%s%d' % (EPHEMERAL_PREFIX, index))
+
+    def ephemeral_names(self):
+        """The file names of the ephemeral disks that exist, in index
+        order."""
+        try:
+            names = os.listdir(self.dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found = [(ephemeral_index(n), n) for n in names]
+        return [n for i, n in sorted(f for f in found if f[0] is not None)]
+
+    def local_disks(self):
+        """The ephemeral disks then the swap disk that exist, as the
+        guest sees them after its own disks: [(path, 'raw'), ...]."""
+        disks = [(os.path.join(self.dir, n), 'raw')
+                 for n in self.ephemeral_names()]
+        if os.path.exists(self.swap):
+            disks.append((self.swap, 'raw'))
+        return disks
 
     @staticmethod
     def _write_ref(path, value):
