@@ -63,8 +63,9 @@ exec "$@"
 PUBLIC_KEYS_SED = r's/.*"public_keys": *{\([^}]*\)}.*/\1/p'
 KEY_PATTERN = (r'(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)) '
                r'AAAA[A-Za-z0-9+/=]+')
-KEYS_COMMAND = "sed -n '%s' | grep -o -E '%s' | sort -u" % (
-    PUBLIC_KEYS_SED, KEY_PATTERN)
+# a shell function: meta_data.json on stdin, authorized_keys on stdout
+KEYS_FUNCTION = ("public_keys() { sed -n '%s' | grep -o -E '%s' | "
+                 "sort -u; }" % (PUBLIC_KEYS_SED, KEY_PATTERN))
 SSH_INIT = b'''#!/bin/sh
 mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sysfs /sys 2>/dev/null
@@ -74,6 +75,7 @@ mount -t tmpfs tmpfs /run
 mkdir -p /etc/acpi/PWRF
 ln -sf /sbin/clean-poweroff /etc/acpi/PWRF/00000080
 acpid -c /etc/acpi -l /dev/null
+@KEYS_FUNCTION@
 mkdir -p /root/.ssh /etc/dropbear /run/config-drive
 chmod 700 /root/.ssh
 i=0
@@ -81,19 +83,19 @@ until dev=$(blkid -L config-2 -o device) || [ $i -ge 50 ]; do
     usleep 100000; i=$((i + 1))
 done
 if [ -n "$dev" ] && mount -o ro "$dev" /run/config-drive; then
-    @KEYS_COMMAND@ \\
-        < /run/config-drive/openstack/latest/meta_data.json \\
+    public_keys < /run/config-drive/openstack/latest/meta_data.json \\
         > /root/.ssh/authorized_keys
     chmod 600 /root/.ssh/authorized_keys
     umount /run/config-drive
-    echo "ssh-init: $(wc -l < /root/.ssh/authorized_keys) key(s) from the config drive $dev"
+    n=$(wc -l < /root/.ssh/authorized_keys)
+    echo "ssh-init: $n key(s) from the config drive $dev"
 else
     echo "ssh-init: no config drive (label config-2): nobody can log in"
 fi
 dropbear -R -E -p 22 -P /run/dropbear.pid
 echo "ssh-init: up on $(hostname)"
 while true; do sleep 3600; done
-'''.replace(b'@KEYS_COMMAND@', KEYS_COMMAND.encode())
+'''.replace(b'@KEYS_FUNCTION@', KEYS_FUNCTION.encode())
 
 CONTAINER_CMD = ('mkdir -p /dev/pts && mount -t devpts devpts /dev/pts '
                  '2>/dev/null; mkdir -p /etc/dropbear; echo "%s"; '

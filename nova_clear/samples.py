@@ -157,7 +157,7 @@ def disk_image(kind, cache=None):
         raise ValueError(kind)
     cache = cache_dir(cache)
     return built_once(cache, 'image-' + kind, 'image-%s' % kind,
-                       lambda tmp: _build_disk(kind, tmp, cache))
+                      lambda tmp: _build_disk(kind, tmp, cache))
 
 
 def built_once(cache, name, filename, build):
@@ -200,8 +200,8 @@ def container_image(kind, cache=None):
         raise ValueError(kind)
     cache = cache_dir(cache)
     return built_once(cache, 'container-' + kind,
-                       'container-%s.tar' % kind,
-                       lambda tmp: _build_container(kind, tmp))
+                      'container-%s.tar' % kind,
+                      lambda tmp: _build_container(kind, tmp))
 
 
 def _build_container(kind, tmp):

@@ -18,12 +18,6 @@ LDD = '''\tlinux-vdso.so.1 (0x00007ffd1b5f2000)
 '''
 
 
-def busybox_sh(script, *args, stdin=None):
-    return subprocess.run([debian.BUSYBOX, 'sh', '-c', script, 'sh'] +
-                          list(args), input=stdin, capture_output=True,
-                          text=True, check=True).stdout
-
-
 class TestSharedLibraries(testtools.TestCase):
 
     def test_parsed_from_ldd(self):
@@ -47,12 +41,26 @@ class TestKeys(testtools.TestCase):
                          'keys': [{'data': rsa + ' tempest@x\n'}],
                          'meta': {'note': 'ssh-rsa is not a key',
                                   'other': 'ssh-rsa AAAAB3NzaC1yc2Ebad'}})
-        out = busybox_sh(sample_ssh.KEYS_COMMAND, stdin=md)
-        self.assertEqual(sorted([rsa, ed, ecdsa]), out.split('\n')[:-1])
-        self.assertIn(sample_ssh.KEYS_COMMAND.encode(), sample_ssh.SSH_INIT)
+        self.assertEqual(sorted([rsa, ed, ecdsa]),
+                         self.keys(md).split('\n')[:-1])
         # a key only in the metadata is no key
         md = json.dumps({'public_keys': {}, 'meta': {'k': rsa}})
-        self.assertEqual('', busybox_sh(sample_ssh.KEYS_COMMAND, stdin=md))
+        self.assertEqual('', self.keys(md))
+
+    def keys(self, meta_data):
+        """What the init's function makes of ``meta_data``, read from a
+        file as the init reads it (stdin is not the file)."""
+        path = self.useFixture(fixtures.TempDir()).join('meta_data.json')
+        with open(path, 'w') as f:
+            f.write(meta_data)
+        self.assertIn(sample_ssh.KEYS_FUNCTION.encode(), sample_ssh.SSH_INIT)
+        self.assertIn(b'public_keys < /run/config-drive/openstack/latest/'
+                      b'meta_data.json', sample_ssh.SSH_INIT)
+        return subprocess.run(
+            [debian.BUSYBOX, 'sh', '-c',
+             '%s\npublic_keys < "$1"' % sample_ssh.KEYS_FUNCTION, 'sh',
+             path], stdin=subprocess.DEVNULL, capture_output=True,
+            text=True, check=True, timeout=10).stdout
 
 
 class TestSudo(testtools.TestCase):

@@ -1,7 +1,8 @@
 """The subcommands of ``tools/allinone`` (which installs the packages and
 the venv first, then runs ``python -m tools.aio``): ``up`` (start +
 bootstrap + demo boot), ``start`` (no demo), ``boot`` (the demo),
-``status``, ``restart SERVICE..``, ``stop``, ``tempest [--smoke|--general-purpose|REGEX]``."""
+``status``, ``restart SERVICE..``, ``stop``,
+``tempest [--smoke|--general-purpose|REGEX]``."""
 
 import argparse
 import os
