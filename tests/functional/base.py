@@ -132,6 +132,20 @@ class FunctionalTestCase(testtools.TestCase):
                                container_format='docker',
                                properties=properties)
 
+    def config_drive_without_services(self):
+        """Config drives for every instance: Nova's metadata code asks
+        Neutron for security groups and the database for block devices;
+        neither runs in these tests (the all-in-one integration tests have
+        both)."""
+        from nova import objects
+        self.conf.config(force_config_drive=True)
+        self.useFixture(fixtures.MockPatch(
+            'nova.network.security_group_api.get_instance_security_groups',
+            return_value=[]))
+        self.useFixture(fixtures.MockPatch(
+            'nova.objects.BlockDeviceMappingList.get_by_instance_uuid',
+            return_value=objects.BlockDeviceMappingList(objects=[])))
+
     def make_instance(self, image_id, memory_mb=128, vcpus=1, root_gb=1):
         inst_id = next(self._ids)
         return localboot.instance(

@@ -4,10 +4,7 @@ import json
 import os
 import shutil
 
-import fixtures
-
 from nova.compute import power_state
-from nova import objects
 from nova.virt import event as virtevent
 
 from nova_clear import exception as clear_exc
@@ -117,16 +114,7 @@ class TestContainerImages(base.FunctionalTestCase):
 class TestConfigDrive(base.FunctionalTestCase):
 
     def test_container_sees_metadata_and_key(self):
-        self.conf.config(force_config_drive=True)
-        # Nova's metadata code asks Neutron for security groups and the
-        # database for block devices; neither runs in these tests (the
-        # all-in-one integration tests have both).
-        self.useFixture(fixtures.MockPatch(
-            'nova.network.security_group_api.get_instance_security_groups',
-            return_value=[]))
-        self.useFixture(fixtures.MockPatch(
-            'nova.objects.BlockDeviceMappingList.get_by_instance_uuid',
-            return_value=objects.BlockDeviceMappingList(objects=[])))
+        self.config_drive_without_services()
         drv = self.make_driver()
         image = self.glance.add(
             images.container_image('docker'), 'raw',

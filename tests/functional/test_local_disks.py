@@ -6,10 +6,8 @@ them."""
 import os
 import re
 
-import fixtures
 
 from nova import exception
-from nova import objects
 
 from tests.functional import base
 from tests.functional import images
@@ -73,15 +71,7 @@ class TestLocalDisks(base.FunctionalTestCase):
         self.assert_gone(drv, inst)
 
     def test_q35_container_with_mappings_and_config_drive(self):
-        self.conf.config(force_config_drive=True)
-        # Nova's metadata code asks Neutron and the database (see
-        # test_containers.TestConfigDrive).
-        self.useFixture(fixtures.MockPatch(
-            'nova.network.security_group_api.get_instance_security_groups',
-            return_value=[]))
-        self.useFixture(fixtures.MockPatch(
-            'nova.objects.BlockDeviceMappingList.get_by_instance_uuid',
-            return_value=objects.BlockDeviceMappingList(objects=[])))
+        self.config_drive_without_services()
         drv = self.make_driver()
         # container: vda image, vdb writable disk, vdc vdd ephemerals,
         # vde swap, vdf config drive

@@ -34,6 +34,13 @@ objects.register_all()
 HAVE_MKFS = bool(shutil.which('mkfs.ext4') and shutil.which('mkswap'))
 
 
+def _mark(path, end=units.Gi, data=b'data!'):
+    """``data`` written at the end of the ``end``-byte disk ``path``."""
+    with open(path, 'r+b') as f:
+        f.seek(end - len(data))
+        f.write(data)
+
+
 def _flavor(ephemeral_gb=0, swap=0, root_gb=1, name='t'):
     return objects.Flavor(name=name, vcpus=1, memory_mb=128, root_gb=root_gb,
                           ephemeral_gb=ephemeral_gb, swap=swap,
@@ -385,9 +392,7 @@ class TestDriverLocalDisks(test_driver.DriverTestCase):
         inst = self.inst_with()
         self.spawn(inst)
         eph = self.path(inst, 'disk.eph0')
-        with open(eph, 'r+b') as f:
-            f.seek(units.Gi - 5)
-            f.write(b'data!')
+        _mark(eph)
         ino = os.stat(eph).st_ino
         self.drv.reboot(self.ctx, inst, None, 'HARD')
         self.drv.power_off(inst)
@@ -433,14 +438,10 @@ class TestDriverLocalDisks(test_driver.DriverTestCase):
         self.spawn(inst)
         eph, swap, disk = (self.path(inst, n)
                            for n in ('disk.eph0', 'disk.swap', 'disk'))
-        with open(eph, 'r+b') as f:
-            f.seek(units.Gi - 5)
-            f.write(b'data!')
+        _mark(eph)
         with open(disk, 'wb') as f:
             f.write(b'old root')
-        with open(swap, 'r+b') as f:
-            f.seek(32 * units.Mi - 5)
-            f.write(b'swap!')
+        _mark(swap, 32 * units.Mi, b'swap!')
         ino = os.stat(eph).st_ino
         self._rebuild_preserving(inst)
         self.assertEqual(power_state.RUNNING, self.drv.get_info(inst).state)
@@ -461,9 +462,7 @@ class TestDriverLocalDisks(test_driver.DriverTestCase):
         inst = self.inst_with()
         self.spawn(inst)
         eph = self.path(inst, 'disk.eph0')
-        with open(eph, 'r+b') as f:
-            f.seek(units.Gi - 5)
-            f.write(b'data!')
+        _mark(eph)
         # nova's _rebuild_default_impl
         self.drv.power_off(inst)
         self.drv.destroy(self.ctx, inst, None)
@@ -496,9 +495,7 @@ class TestResize(test_driver.DriverTestCase):
         self.spawn(self.inst)
         self.d = self.inst_dir(self.inst)
         self.eph = os.path.join(self.d, 'disk.eph0')
-        with open(self.eph, 'r+b') as f:
-            f.seek(units.Gi - 5)
-            f.write(b'data!')
+        _mark(self.eph)
 
     def _migrate(self, flavor):
         return self.drv.migrate_disk_and_power_off(
