@@ -122,3 +122,38 @@ class TestLocalDisks(base.FunctionalTestCase):
                               self.glance.image_meta(image), [], None, {})
         self.assertIn('ephemeral disk disk.eph0 (1 GiB nosuchfs)', str(e))
         self.assert_gone(drv, inst)
+
+    def test_rebuild_preserving_ephemeral_keeps_its_data(self):
+        # the guest prints the first bytes of the ephemeral disk's last
+        # sector, where the host writes a mark while it runs
+        from unittest import mock
+
+        from nova.compute import task_states
+        from nova import objects
+        drv = self.make_driver()
+        cmd = ('echo mark=$(/bin/busybox dd if=/dev/vdb bs=512 '
+               'skip=2097151 count=1 2>/dev/null | /bin/busybox head -c 5);'
+               ' echo report-done; exec /bin/busybox sleep 1000')
+        image = self.glance.add(
+            images.disk_image('fs'), 'raw',
+            properties={'os_command_line': 'init=/bin/sh -- -c "%s"' % cmd})
+        inst = self.make_instance(image)
+        inst.flavor.ephemeral_gb = 1
+        meta = self.glance.image_meta(image)
+        drv.spawn(self.context, inst, meta, [], None, {})
+        self.addCleanup(self._destroy_quietly, drv, inst)
+        self.assertRegex(self.wait_console(drv, inst, 'report-done'),
+                         r'mark=\r?\n')
+        eph = os.path.join(_instances_path(), inst.uuid, 'disk.eph0')
+        with open(eph, 'r+b') as f:
+            f.seek(1024 ** 3 - 512)
+            f.write(b'data!')
+        inst.task_state = task_states.REBUILDING
+        with mock.patch.object(objects.Instance, 'save'):
+            drv.rebuild(self.context, inst, meta, [], None, {}, [],
+                        mock.Mock(), mock.Mock(return_value=None),
+                        network_info=[], preserve_ephemeral=True)
+        text = self.wait_console(drv, inst, 'report-done')
+        self.assertIn('mark=data!', text)
+        drv.destroy(self.context, inst, None)
+        self.assert_gone(drv, inst)
