@@ -120,6 +120,27 @@ OPTS = [
                default=32, min=0,
                help='Translation block cache of TCG guests, in MiB; 0 '
                     'keeps QEMU\'s default (~1 GiB of address space).'),
+    cfg.StrOpt('live_migration_uri',
+               default='qemu+tcp://%s/system',
+               help='libvirt URI of a live migration\'s destination, as '
+                    'this host\'s libvirtd (not nova-compute) reaches it '
+                    '(peer-to-peer migration); "%s" becomes the '
+                    'destination\'s host name, as in nova\'s [libvirt] '
+                    'live_migration_uri. Two hosts on one machine give '
+                    'each other\'s socket instead, e.g. '
+                    '"qemu+unix:///system?socket=/var/lib/nova-clear-host2'
+                    '/run/libvirt-sock" (see doc/source/migration.rst).'),
+    cfg.StrOpt('live_migration_inbound_addr',
+               help='Address other hosts send a live migration\'s memory '
+                    'and disks to when this host is the destination '
+                    '(QEMU\'s migration and NBD ports listen there; as '
+                    'nova\'s [libvirt] live_migration_inbound_addr). '
+                    'Unset: libvirt uses the destination\'s host name.'),
+    cfg.IntOpt('live_migration_completion_timeout',
+               default=800, min=0,
+               help='Seconds a live migration may take before it is '
+                    'aborted (the instance keeps running on the source); '
+                    '0: no limit.'),
     cfg.IntOpt('soft_reboot_timeout',
                default=60, min=0,
                help='Seconds a soft reboot waits for the guest to shut '

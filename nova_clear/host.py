@@ -44,6 +44,11 @@ def lifecycle_transition(event, detail):
             detail == libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED):
         return None
     if (event == libvirt.VIR_DOMAIN_EVENT_STOPPED and
+            detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED):
+        # the source's QEMU after a live migration: the instance runs on
+        # at the destination (nova_clear.live_migration)
+        return None
+    if (event == libvirt.VIR_DOMAIN_EVENT_STOPPED and
             detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED):
         return virtevent.EVENT_LIFECYCLE_SUSPENDED
     return LIFECYCLE.get(event)

@@ -412,6 +412,66 @@ class Guest:
                            % (mac, timeout))
             time.sleep(interval)
 
+    # -- live migration (nova_clear.live_migration) -----------------------
+    def migratable_xml(self):
+        """The live XML as libvirt sends it to a migration's destination."""
+        return self._domain.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+
+    def live_migrate(self, dest_uri, dest_xml, migrate_disks,
+                     migrate_uri=None, listen_address=None):
+        """Peer-to-peer live migration to the libvirtd at ``dest_uri`` (as
+        this domain's libvirtd resolves it) with the ``migrate_disks``
+        copied (block migration of the local writable disks over QEMU's
+        NBD; the destination pre-created them), defined there from
+        ``dest_xml`` and undefined here.  Returns when libvirt is done;
+        libvirt's error (VIR_ERR_OPERATION_ABORTED after
+        :meth:`abort_job`) otherwise, the domain still running here."""
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
+                 libvirt.VIR_MIGRATE_PERSIST_DEST |
+                 libvirt.VIR_MIGRATE_UNDEFINE_SOURCE |
+                 libvirt.VIR_MIGRATE_NON_SHARED_INC)
+        params = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml,
+                  libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: dest_xml,
+                  libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: list(
+                      migrate_disks)}
+        if migrate_uri:
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = migrate_uri
+        if listen_address:
+            params[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] = listen_address
+        self._domain.migrateToURI3(dest_uri, params, flags)
+
+    def job_stats(self):
+        """virDomainGetJobStats of the job in progress as a dict ({} when
+        there is none or the domain left)."""
+        try:
+            return self._domain.jobStats(0) or {}
+        except libvirt.libvirtError:
+            return {}
+
+    def abort_job(self):
+        """Cancel the migration in progress; the domain keeps running here.
+        False if there was none to cancel."""
+        try:
+            self._domain.abortJob()
+        except libvirt.libvirtError as e:
+            if _code(e) in (libvirt.VIR_ERR_OPERATION_INVALID,
+                            libvirt.VIR_ERR_NO_DOMAIN):
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def is_abort(error):
+        """True for the error :meth:`live_migrate` raises when the
+        migration was cancelled (:meth:`abort_job`)."""
+        return isinstance(error, libvirt.libvirtError) and \
+            _code(error) == libvirt.VIR_ERR_OPERATION_ABORTED
+
+    def apply_io_limits(self):
+        """The disk I/O limits of our metadata, again (a migrated domain's
+        new QEMU has none: see :meth:`_apply_io_limits`)."""
+        self._apply_io_limits()
+
     # -- definition ---------------------------------------------------------
     def undefine(self):
         """Remove the (stopped) domain's definition with its managed save

@@ -39,12 +39,17 @@ def ephemeral_index(name):
     return int(m.group(1)) if m else None
 
 
+# The console log of the hosts a live migration left (live_migration.py).
+CONSOLE_HISTORY = 'console.history'
+
+
 class InstanceFiles:
 
     def __init__(self, instances_path, uuid):
         self.dir = os.path.join(instances_path, uuid)
         self.disk = os.path.join(self.dir, 'disk')
         self.console_log = os.path.join(self.dir, 'console.log')
+        self.console_history = os.path.join(self.dir, CONSOLE_HISTORY)
         self.domain_xml = os.path.join(self.dir, 'domain.xml')
         self.upper = os.path.join(self.dir, 'upper')
         self.config_drive = os.path.join(self.dir, 'disk.config')
@@ -126,11 +131,18 @@ class InstanceFiles:
         virtlogd owns the file (root, 0600), so it is read through nova's
         privsep daemon, as nova's libvirt driver does.
         """
+        history = b''
+        if os.path.exists(self.console_history):
+            # what the guest printed on the hosts it live-migrated from
+            with open(self.console_history, 'rb') as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - max_bytes))
+                history = f.read()
         if not os.path.exists(self.console_log):
-            return b''
+            return history[-max_bytes:]
         data, _remaining = nova.privsep.path.last_bytes(self.console_log,
                                                         max_bytes)
-        return data
+        return (history + data)[-max_bytes:]
 
     def remove(self):
         """Delete everything of the instance; safe to call twice."""
