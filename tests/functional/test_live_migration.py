@@ -40,7 +40,8 @@ def host2_root():
     return _HOST2[0]
 
 
-TICKER = ('busybox mkdir -p /root; echo mark-$$-before > /root/mark; sync; n=0; while :; do '
+TICKER = ('busybox mkdir -p /root; echo mark-$$-before > /root/mark; sync; '
+          'n=0; while :; do '
           'n=$((n + 1)); echo "tick $n $(cat /root/mark)"; sleep 0.2; done')
 TICK = re.compile(r"tick (\d+) (mark-\S+)")
 
