@@ -261,6 +261,31 @@ class FakeDomain:
     def managedSaveRemove(self, flags):
         self.saved = False
 
+    # -- live migration: what migrateToURI3 was given; tests set
+    # migrate_error (a libvirt error code) or on_migrate(domain).
+    migrate_error = None
+    on_migrate = None
+
+    def migrateToURI3(self, uri, params, flags):
+        self._running()
+        self.migrated = (uri, params, flags)
+        if self.on_migrate is not None:
+            self.on_migrate(self)
+        if self.migrate_error is not None:
+            raise _error(self.migrate_error, 'migration failed')
+        self.st = libvirt.VIR_DOMAIN_SHUTOFF
+        self.conn.domains.pop(self._uuid, None)
+
+    def jobStats(self, flags):
+        self._running()
+        return {'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED,
+                'memory_total': 100, 'memory_processed': 40,
+                'memory_remaining': 60}
+
+    def abortJob(self):
+        self._running()
+        self.aborted = True
+
 
 def qemu_monitor_command(domain, command, flags):
     """libvirt_qemu.qemuMonitorCommand on a FakeDomain."""
