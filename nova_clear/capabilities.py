@@ -5,6 +5,9 @@ CAPABILITIES = {
     # manage_image_cache removes cached images and container root
     # filesystems no instance uses any more.
     'has_imagecache': True,
+    # Not yet: evacuate rebuilds on another host through spawn (Nova's
+    # default rebuild); untested there, and rebuild(evacuate=True) raises
+    # NotImplementedError for Nova's default.
     'supports_evacuate': False,
     # Resize and cold migration (nova_clear.migration) keep the original
     # in <uuid>_resize beside the new <uuid> and redefine the one domain,
