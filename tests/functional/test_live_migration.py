@@ -170,6 +170,9 @@ class TestLiveMigration(base.FunctionalTestCase):
         finally:
             conn.close()
 
+    def label(self, h):
+        return 'host1' if h is self.h1 else 'host2'
+
     def assert_left(self, h, inst):
         """Nothing of the instance is left on host ``h``."""
         conn = libvirt.open(h.uri)
@@ -205,7 +208,7 @@ class TestLiveMigration(base.FunctionalTestCase):
                              numbers)
             self.assertEqual({mark}, {m for _n, m in after})
             report.append('%s->%s: %.2fs (libvirt %s ms, downtime %s ms)' % (
-                src.name[-2:], dst.name[-2:], took,
+                self.label(src), self.label(dst), took,
                 stats.get('time_elapsed'), stats.get('downtime')))
         self.addDetail('migrations', content.text_content('\n'.join(report)))
         out = os.environ.get('NOVA_CLEAR_LM_REPORT')
