@@ -104,14 +104,20 @@ class TestRepos(testtools.TestCase):
                          len(repos.service_versions(settings.CONSTRAINTS,
                                                     '47.0.0')))
 
-    def test_global_requirements_unpinned_with_devstacks_names(self):
+    def test_global_requirements_as_devstack_looks_them_up(self):
         text = repos.global_requirements('oslo.log==7.0.0\nPyMySQL==1.2\n'
+                                         'glance_store===5.7.0\n'
+                                         'x==1;python_version>"3"\n'
                                          '# comment\n')
-        names = [line.split()[0] for line in text.splitlines()]
-        self.assertIn('oslo.log', names)
-        self.assertIn('PyMySQL', names)
+        lines = dict(line.split('  #')[0].split('>=')
+                     for line in text.splitlines())
+        # a name and a version specifier each (devstack dies without one)
+        self.assertEqual('7.0.0', lines['oslo.log'])
+        self.assertEqual('1.2', lines['PyMySQL'])
+        self.assertEqual('5.7.0', lines['glance-store'])
+        self.assertEqual('1', lines['x'])
         for extra in repos.EXTRA_GLOBAL_REQUIREMENTS:
-            self.assertIn(extra, names)
+            self.assertIn(extra, lines)
         self.assertNotIn('==', text)
 
     def test_commit_tree_tags_the_release(self):

@@ -21,10 +21,26 @@ apt-get update -q
 # package that ships the real ones does not replace them.
 python3 -m venv /opt/systemctl-standin
 /opt/systemctl-standin/bin/pip install -q "$SYSTEMCTL_PACKAGE"
+# bookworm's systemd ships /bin/systemctl, /bin is /usr/bin: both names.
 for tool in systemctl journalctl; do
-    dpkg-divert --local --rename --add /usr/bin/$tool
+    for dir in /bin /usr/bin; do
+        dpkg-divert --local --rename --divert $dir/$tool.distrib \
+            --add $dir/$tool
+    done
     ln -sf /opt/systemctl-standin/bin/${tool}3 /usr/bin/$tool
 done
+# journald is systemd's own; the stand-in keeps every unit's output itself
+# (journalctl reads it), so the machine's systemd-journald is a no-op unit
+# that devstack may restart.
+mkdir -p /etc/systemd/system
+cat > /etc/systemd/system/systemd-journald.service <<'UNIT'
+[Unit]
+Description=Journal (a no-op: the systemctl stand-in keeps unit logs)
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+UNIT
 
 # devstack's own way to make its user
 /opt/stack/devstack/tools/create-stack-user.sh

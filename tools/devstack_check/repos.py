@@ -33,6 +33,7 @@ GIT = ['git', '-c', 'user.name=nova-clear devstack-check',
 
 # global-requirements entries devstack's pip_install_gr asks for by name
 # that constraints.txt does not pin (the all-in-one does not use them).
+REQUIREMENTS_TOOLS_PIN = 'setuptools<81 # pkg_resources (nova-clear)\n'
 PYPI_JSON = 'https://pypi.org/pypi/%s/json'
 
 EXTRA_GLOBAL_REQUIREMENTS = ('python-memcached', 'testrepository', 'psutil',
@@ -75,16 +76,23 @@ def service_versions(constraints=None, tempest_version=None):
 
 
 def global_requirements(constraints_text):
-    """global-requirements.txt: every constrained name, unpinned."""
-    names = []
+    """global-requirements.txt: every constrained package at least at its
+    pinned version, named as devstack looks them up (``glance-store``:
+    underscores as hyphens), and the few devstack asks for that are not
+    pinned (``>=0``: devstack refuses an entry without a specifier)."""
+    entries = {}
     for line in constraints_text.splitlines():
-        line = line.split('#')[0].strip()
+        line = line.split('#')[0].split(';')[0].strip()
         if '==' in line:
-            names.append(line.split('==')[0].strip())
-    names.extend(n for n in EXTRA_GLOBAL_REQUIREMENTS
-                 if canonical(n) not in {canonical(m) for m in names})
-    return ''.join('%s  # from nova-clear constraints.txt\n' % n
-                   for n in sorted(names, key=canonical))
+            name, version = line.split('==', 1)
+            entries[name.strip().replace('_', '-')] = '>=' + version.strip(
+                '= ')
+    known = {canonical(n) for n in entries}
+    for name in EXTRA_GLOBAL_REQUIREMENTS:
+        if canonical(name) not in known:
+            entries[name] = '>=0'
+    return ''.join('%s%s  # nova-clear constraints.txt\n' % (n, entries[n])
+                   for n in sorted(entries, key=canonical))
 
 
 def sdist(name, version):
@@ -156,6 +164,10 @@ def make_all(root=settings.ROOT):
             f.write(constraints)
         with open(os.path.join(tree, 'global-requirements.txt'), 'w') as f:
             f.write(global_requirements(constraints))
+        # its edit-constraints imports pkg_resources, which setuptools 81
+        # and later no longer have
+        with open(os.path.join(tree, 'requirements.txt'), 'a') as f:
+            f.write(REQUIREMENTS_TOOLS_PIN)
         bare = os.path.join(base, 'openstack', 'requirements.git')
         commit_tree(tree, bare, message='requirements: %s %s tools, '
                     'nova-clear constraints' % (name, version))
