@@ -42,6 +42,44 @@ RemainAfterExit=yes
 ExecStart=/bin/true
 UNIT
 
+# libvirtd: Debian's unit wants socket activation (and exits after 120 s
+# idle, as nothing would start it again here) and a service type the
+# stand-in does not know; this one takes precedence over the package's.
+cat > /etc/systemd/system/libvirtd.service <<'UNIT'
+# tools/devstack-check: Debian's libvirtd.service for a machine whose PID 1
+# is not systemd (no socket activation, the systemctl stand-in's types):
+# libvirtd makes its own sockets and does not exit when idle, virtlogd is
+# started first (virtlogd.socket would have started it).
+[Unit]
+Description=libvirt legacy monolithic daemon
+After=network.target
+[Service]
+Type=notify
+ExecStartPre=-/bin/systemctl start virtlogd
+ExecStart=/usr/sbin/libvirtd
+ExecReload=/bin/kill -HUP $MAINPID
+KillMode=process
+Restart=on-failure
+LimitNOFILE=1024:524288
+TasksMax=32768
+LimitMEMLOCK=64M
+[Install]
+WantedBy=multi-user.target
+UNIT
+
+# This host's kernel has no iSCSI (iscsid: "can not create NETLINK_ISCSI
+# socket"), and devstack's lib/nova restarts iscsid unconditionally for
+# Cinder's LVM/iSCSI volumes, which this check does not enable: iscsid is
+# a no-op unit here.
+cat > /etc/systemd/system/iscsid.service <<'UNIT'
+[Unit]
+Description=iscsid (a no-op: this kernel has no iSCSI)
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+UNIT
+
 # devstack's own way to make its user
 /opt/stack/devstack/tools/create-stack-user.sh
 chown -R stack:stack /opt/stack /opt/git
