@@ -46,7 +46,6 @@ import time
 
 from oslo_concurrency import processutils
 from oslo_log import log as logging
-from oslo_serialization import jsonutils
 from oslo_utils import fileutils
 from oslo_utils import units
 
@@ -62,6 +61,7 @@ from nova.virt.libvirt.volume import remotefs
 from nova_clear import domain
 from nova_clear.i18n import _
 from nova_clear import local_disks
+from nova_clear import migration_hosts
 from nova_clear import storage
 
 LOG = logging.getLogger(__name__)
@@ -71,10 +71,6 @@ RESIZE_SUFFIX = '_resize'
 # The instance's own files, as migrate_disk_and_power_off moves them.
 MOVED = ('disk', 'upper', 'disk.config', 'rootfs', 'image')
 DISKS = ('disk', 'upper', 'disk.config')
-# Moving to another host is written (move_files through nova's remotefs
-# helper) but enabled by the two-host work: until then only the
-# same-host resize (allow_resize_to_same_host) is accepted.
-BETWEEN_HOSTS = False
 
 
 def resize_dir(files):
@@ -197,11 +193,10 @@ def migrate_disk_and_power_off(drv, context, instance, dest, flavor,
         domain.disk_iotune(flavor)   # what finish_migration will apply
     except exception.NovaException as e:
         raise _refuse(str(e))
+    # This machine's IP: this host, or another compute host on this
+    # machine (the destination moves the copy into its own instances
+    # path: nova_clear.migration_hosts.adopt).
     dest_host = None if is_local(drv, dest) else dest
-    if dest_host is not None and not BETWEEN_HOSTS:
-        raise _refuse(_('moving a Clear Container to another host (%s) is '
-                        'not supported yet; resize on the same host '
-                        '(allow_resize_to_same_host)') % dest)
     files = drv._files(instance)
     guest = drv.host.lookup(instance.uuid)
     if not files.has_disks():
@@ -238,10 +233,11 @@ def migrate_disk_and_power_off(drv, context, instance, dest, flavor,
         raise _refuse(_('moving the disks failed: %s') % e) from e
     LOG.info('Disks moved for the resize in %.2fs (%s)',
              time.monotonic() - t0, ', '.join(copied), instance=instance)
-    return jsonutils.dumps([{'path': os.path.join(files.dir, n),
-                             'type': 'qcow2' if n == 'disk' else 'raw'}
-                            for n in copied if n in DISKS or
-                            storage.ephemeral_index(n) is not None])
+    return migration_hosts.disk_info(
+        drv, files, [{'path': os.path.join(files.dir, n),
+                      'type': 'qcow2' if n == 'disk' else 'raw'}
+                     for n in copied if n in DISKS or
+                     storage.ephemeral_index(n) is not None])
 
 
 def _restore_source(drv, instance, files, dest_host, network_info,
@@ -294,12 +290,21 @@ def finish_migration(drv, context, migration, instance, disk_info,
                      block_device_info=None):
     t0 = time.monotonic()
     files = drv._files(instance)
+    try:
+        from_other_host = migration_hosts.adopt(instance, files, disk_info)
+    except OSError as e:
+        raise exception.ResizeError(reason=_(
+            'cannot move the files into %(d)s: %(e)s') % {'d': files.dir,
+                                                          'e': e}) from e
     if not files.has_disks():
         raise exception.ResizeError(
             reason=_('the moved disks are missing from %s') % files.dir)
     interfaces = drv._interfaces(instance, network_info)
     guest = None
     try:
+        if from_other_host:
+            migration_hosts.localize_bases(drv, context, instance,
+                                           image_meta, files)
         _ensure_bases(drv, context, instance, image_meta, files)
         if resize_instance:
             grow_disks(files, instance.flavor.root_gb)
