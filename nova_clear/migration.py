@@ -7,11 +7,17 @@ The shape of nova's libvirt driver (doc/source/resize.rst):
   anything changes (``InstanceFaultRollback(ResizeError)``: the instance
   keeps running); the guest is powered off, its ports unplugged, its
   directory renamed ``<uuid>_resize`` and the instance's own files copied
-  into a fresh ``<uuid>`` at the destination (:func:`move_files`: a local
-  copy here, nova's remotefs helper for another host).  Any failure puts
-  the directory back and boots the original again (it ran before), then
-  raises ``InstanceFaultRollback``.
-* **destination, finish_migration**: the instance's flavor is the new
+  into a fresh ``<uuid>`` (:func:`move_files`: a local copy when the
+  destination's IP is this machine's, the same host or another compute
+  host here; nova's remotefs helper to the same path at another IP).
+  Any failure puts the directory back and boots the original again (it
+  ran before), then raises ``InstanceFaultRollback``.  ``disk_info``
+  names the source and where the copy is
+  (:func:`nova_clear.migration_hosts.disk_info`).
+* **destination, finish_migration**: from another host, the copy moves
+  into this host's instances path and onto this host's caches (the base
+  image or root filesystem from Glance there:
+  :mod:`nova_clear.migration_hosts`); the instance's flavor is the new
   one: its disks grow to the new root disk (the qcow2 overlay with
   ``qemu-img resize``, the container's writable disk and its ext4 with
   ``resize2fs``), the domain is (re)defined from fresh XML (vCPUs, RAM)
