@@ -46,8 +46,10 @@ and swap disks back with ``<uuid>_resize``.  Not the console log
 reverted one gets its own back.
 """
 
+import ipaddress
 import os
 import shutil
+import socket
 import time
 
 from oslo_concurrency import processutils
@@ -94,9 +96,23 @@ def _root_bytes(root_gb):
 
 def is_local(drv, dest):
     """True when ``dest`` (the migration's destination host: its IP, or
-    its name) is this host."""
-    return dest in (None, '', CONF.host, drv.get_host_ip_addr(),
-                    '127.0.0.1', '::1')
+    its name) is on this machine: this host, or another compute host here
+    (an address of this machine's, loopback included)."""
+    if dest in (None, '', CONF.host, drv.get_host_ip_addr()):
+        return True
+    try:
+        addr = ipaddress.ip_address(dest)
+    except ValueError:
+        return False
+    if addr.is_loopback:
+        return True
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((str(addr), 0))   # only an address of this machine
+        return True
+    except OSError:
+        return False
 
 
 # -- moving files ------------------------------------------------------------

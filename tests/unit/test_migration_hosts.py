@@ -18,6 +18,7 @@ from nova.virt import fake as fake_virt
 from nova_clear import capabilities
 from nova_clear import driver as clear_driver
 from nova_clear.images import container
+from nova_clear import migration
 from nova_clear import migration_hosts
 from tests.unit import fake_libvirt
 from tests.unit import test_driver
@@ -231,6 +232,32 @@ class TestColdMigrationBetweenHosts(TwoHostsTestCase):
         self.migrate(inst, inst.flavor, resize=False)
         with open(os.path.join(self.dir(H2, inst), 'disk'), 'rb') as f:
             self.assertEqual(b'written before', f.read())
+
+    def test_this_machine_or_not(self):
+        for dest in (None, '', H1, '192.0.2.1', '127.0.0.1', '127.0.0.2',
+                     '::1'):
+            self.assertTrue(migration.is_local(self.drv, dest), dest)
+        for dest in ('192.0.2.7', '2001:db8::7', 'otherhost'):
+            self.assertFalse(migration.is_local(self.drv, dest), dest)
+
+    def test_pushed_to_another_path_is_moved_in(self):
+        # a remote push lands in the source's instances path on this
+        # host; this host's instances path differs
+        inst = self.spawn_h1()
+        pushed = os.path.join(self.tmp, 'pushed', inst.uuid)
+        os.makedirs(pushed)
+        with open(os.path.join(pushed, 'disk'), 'wb') as f:
+            f.write(b'pushed')
+        info = ('{"disks": [], "source": {"host": "%s", "ip": "192.0.2.9", '
+                '"dir": "%s"}}' % (H1, pushed))
+        inst.host = H2
+        with self.on(H2) as drv:
+            drv.finish_migration(self.ctx, mock.sentinel.migration, inst,
+                                 info, [], self.image_meta(), False, {})
+        self.assertFalse(os.path.exists(pushed))
+        with open(os.path.join(self.dir(H2, inst), 'disk'), 'rb') as f:
+            self.assertEqual(b'pushed', f.read())
+        self.assertEqual(power_state.RUNNING, self.state(H2, inst))
 
     def test_legacy_list_disk_info_is_same_host(self):
         self.assertIsNone(migration_hosts.source_of('[]'))
