@@ -123,9 +123,17 @@ class TestColdMigrationBetweenHosts(base.FunctionalTestCase):
 
     # -- what the guest says ----------------------------------------------
     def report(self, h, inst, boot, pattern=test_resize.REPORT):
+        deadline = time.monotonic() + 10
         with self.on(h) as drv:
             text = self.wait_console(drv, inst, 'report boot=%d ' % boot)
-        found = [m for m in pattern.finditer(text) if m.group(1) == str(boot)]
+            while True:
+                # the whole line (the console may hold half of it yet)
+                found = [m for m in pattern.finditer(text)
+                         if m.group(1) == str(boot)]
+                if found or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+                text = self.console(drv, inst)
         self.assertTrue(found, text[-2000:])
         return found[-1].groups()
 
