@@ -46,9 +46,17 @@ function install_nova_clear_packages {
 }
 
 function install_nova_clear {
-    # not setup_develop: an editable install would not put the
-    # nova/virt/clear shim into nova's package directory
-    pip_install "$NOVA_CLEAR_DIR"
+    # A regular install, not setup_develop.  Devstack installs nova itself
+    # from its git tree in develop mode, and nova loads drivers only from
+    # nova.virt: nova-clear's nova/virt/clear shim in site-packages would
+    # shadow nova's own package there ("cannot import name 'arch' from
+    # 'nova.virt'"), so it is installed without the shim
+    # (NOVA_CLEAR_NOVA_SHIM=no) and the shim is linked into nova's tree
+    # (an untracked nova/virt/clear in $NOVA_DIR)
+    NOVA_CLEAR_NOVA_SHIM=$NOVA_CLEAR_NOVA_SHIM pip_install "$NOVA_CLEAR_DIR"
+    if [[ $NOVA_CLEAR_NOVA_SHIM == no ]]; then
+        ln -sfn "$NOVA_CLEAR_DIR/nova/virt/clear" "$NOVA_DIR/nova/virt/clear"
+    fi
 }
 
 # Write compute_driver and [clear] into a nova configuration file
