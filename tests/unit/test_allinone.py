@@ -37,7 +37,13 @@ class TestServiceContract(testtools.TestCase):
         for name in ('mariadb', 'rabbitmq', 'keystone', 'nova-api',
                      'neutron-macvtap-agent', 'nova-compute'):
             self.assertIn(name, names)
-        self.assertEqual('nova-compute', names[-1])
+        # the first host's nova-compute starts after every other service
+        # of the first host; the second host's processes (--computes 2)
+        # come last, its nova-compute at the end
+        self.assertEqual(
+            ['virtlogd-2', 'libvirtd-2', 'neutron-macvtap-agent-2',
+             'nova-compute-2'], names[-4:])
+        self.assertEqual('nova-compute', names[-5])
 
 
 class TestSerialConsole(testtools.TestCase):

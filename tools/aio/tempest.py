@@ -112,7 +112,10 @@ def write_conf(driver_flags, machine_type='microvm'):
             'image_ref_alt': ids[cloud.IMAGE_SSH_CONTAINER],
             'flavor_ref': flavor.id, 'flavor_ref_alt': flavor_alt.id,
             'fixed_network_name': hostnet.NET.network,
-            'build_timeout': '300', 'min_compute_nodes': '1',
+            'build_timeout': '300',
+            # 2 with "tools/allinone start --computes 2": the migration
+            # tests run (and the flags below say the driver moves servers)
+            'min_compute_nodes': str(settings.computes()),
             'max_microversion': 'latest', 'region': settings.REGION},
         'compute-feature-enabled': dict(
             {k: str(v).lower() for k, v in driver_flags.items()},
@@ -149,7 +152,8 @@ def driver_flags(machine_type='microvm'):
     compute = configparser.ConfigParser(interpolation=None)
     compute.read(nova_compute.CONF)
     cmd = [settings.venv_tool('nova-clear-tempest-flags'),
-           '--machine-type', machine_type]
+           '--machine-type', machine_type,
+           '--compute-nodes', str(settings.computes())]
     if compute.getboolean('serial_console', 'enabled', fallback=False):
         cmd.append('--serial-console')
     out = subprocess.run(cmd, check=True, capture_output=True,
