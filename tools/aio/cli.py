@@ -71,11 +71,11 @@ def cmd_status(args):
                         process.owner(pid)).pw_name
                 except (OSError, KeyError):
                     pass
-            print('%-21s %s%s' % (name, 'running pid %d' % pid if pid
+            print('%-24s %s%s' % (name, 'running pid %d' % pid if pid
                                   else 'stopped', extra))
             ok = ok and bool(pid)
     problem = hostnet.problem()
-    print('%-21s %s' % ('provider-net', problem or hostnet.describe()))
+    print('%-24s %s' % ('provider-net', problem or hostnet.describe()))
     print('logs: %s' % settings.LOGS)
     return 0 if ok and not problem else 3
 
