@@ -69,7 +69,16 @@ class Poller:
     def failed_since(self, mark):
         return sum(1 for ok, _t, _dt in self.results[mark:] if not ok)
 
+    def max_gap_since(self, mark):
+        """The longest time between two answered requests (their ends),
+        in seconds: the service's outage as this client saw it."""
+        ends = [t + dt for ok, t, dt in self.results[mark:] if ok]
+        return round(max((b - a for a, b in zip(ends, ends[1:])),
+                         default=0), 3)
+
     def stop(self):
+        if self.proc.poll() is not None:
+            return
         self.proc.terminate()
         self.proc.wait(10)
         self.thread.join(5)
@@ -250,6 +259,7 @@ class LiveMigrationTest(base.IntegrationTestCase):
         time.sleep(2)
         self.report['there_failed'] = poller.failed_since(mark)
         self.report['there_requests'] = poller.mark() - mark
+        self.report['there_max_gap_s'] = poller.max_gap_since(mark)
         self.assert_on(server, self.host2)
         tick = self.assert_ticks_continue(server, tick)
 
@@ -263,6 +273,7 @@ class LiveMigrationTest(base.IntegrationTestCase):
         time.sleep(2)
         self.report['back_failed'] = poller.failed_since(mark)
         self.report['back_requests'] = poller.mark() - mark
+        self.report['back_max_gap_s'] = poller.max_gap_since(mark)
         self.assert_on(server, self.host1)
         self.assert_ticks_continue(server, tick)
         self.report['migrations'] = [
