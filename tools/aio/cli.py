@@ -48,7 +48,7 @@ def cmd_tempest(args):
             args.concurrency,
             extra=tempest.SMOKE if args.smoke else None) else 1
     summary = tempest.run(args.regex, args.smoke, args.concurrency,
-                          args.machine_type)
+                          args.machine_type, exclude=args.exclude)
     return 0 if summary['passed'] and not summary['failed'] else 1
 
 
@@ -139,6 +139,9 @@ def parser():
                         "(feature-matrix-gp.ini), microvm and q35 servers; "
                         "a verdict per feature")
     s.add_argument('--concurrency', type=int, default=2)
+    s.add_argument('--exclude', metavar='REGEX',
+                   help='tests not to run (tools/run-tests: known '
+                        'failures, with their reason)')
     s.add_argument('--machine-type', default='microvm',
                    choices=('microvm', 'q35'),
                    help="the variant of tempest's servers (its flavors)")

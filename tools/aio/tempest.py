@@ -18,6 +18,7 @@ import subprocess
 from tools.aio import cloud
 from tools.aio import hostnet
 from tools.aio import process
+from tools.aio.services import nova
 from tools.aio import settings
 from tools.aio import state
 
@@ -121,7 +122,8 @@ def write_conf(driver_flags, machine_type='microvm'):
             {k: str(v).lower() for k, v in driver_flags.items()},
             # a deployment fact: no metadata agent (ML2 macvtap, no L3 or
             # DHCP agents); the config drive carries the metadata
-            metadata_service='false'),
+            metadata_service='false',
+            scheduler_enabled_filters=','.join(nova.SCHEDULER_FILTERS)),
         'network': {'project_networks_reachable': 'false',
                     # the scenario tests that log in want one (the
                     # provider network, which the host reaches)
@@ -210,7 +212,8 @@ def summarize():
     return json.loads(out)
 
 
-def run(regex=None, smoke=False, concurrency=2, machine_type='microvm'):
+def run(regex=None, smoke=False, concurrency=2, machine_type='microvm',
+        exclude=None):
     """Run tempest with servers of ``machine_type``; returns the summary
     (also in RESULTS)."""
     st = state.load()
@@ -229,6 +232,8 @@ def run(regex=None, smoke=False, concurrency=2, machine_type='microvm'):
         excluded[EXCLUDE_SLOW] = 'slow (run them with a REGEX)'
     if st.get('project_network_type') != 'vlan':
         excluded[PROJECT_NETWORK_TESTS] = NO_VLAN_REASON
+    if exclude:
+        excluded[exclude] = 'asked for (--exclude)'
     if excluded:
         cmd += ['--exclude-regex', '|'.join('(%s)' % r for r in excluded)]
     for pattern, reason in excluded.items():
