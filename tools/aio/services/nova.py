@@ -27,7 +27,8 @@ CATALOG = [('nova', 'compute', 'http://%s:%d/v2.1' % (settings.HOST, PORT))]
 # conductor and scheduler talk through RabbitMQ, and the conductor logs in
 # (placement) as it starts: its service user must exist
 NEEDS = (infra, keystone)
-SCHEDULER_FILTERS = ('ComputeFilter', 'AvailabilityZoneFilter',
+# (nova 34's defaults: availability zones are a placement pre-filter)
+SCHEDULER_FILTERS = ('ComputeFilter',
                      'ComputeCapabilitiesFilter', 'ImagePropertiesFilter',
                      'ServerGroupAntiAffinityFilter',
                      'ServerGroupAffinityFilter', 'SameHostFilter',
