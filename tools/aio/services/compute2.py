@@ -66,7 +66,8 @@ PORTS = {}
 CONFIG_FILES = {'nova-compute-2': [CONF],
                 'neutron-macvtap-agent-2': [neutron.CONF, AGENT_CONF]}
 CATALOG = []
-NEEDS = (keystone,)
+# nova: its API answers (host 2's compute service is enabled or disabled)
+NEEDS = (keystone, nova)
 
 
 def wanted():
@@ -120,9 +121,12 @@ def _assets():
 def start():
     if not wanted():
         # one host asked for: host 2 goes (its guests, if any, keep
-        # running in its namespace until it comes back)
+        # running in its namespace until it comes back), its compute
+        # service is disabled (the scheduler leaves it alone anyway: down)
         stop()
+        _service(enable=False)
         return
+    _service(enable=True)
     process.say('host 2 (%s): libvirtd + virtlogd in a mount namespace '
                 'under %s' % (HOST, LIBVIRT_ROOT))
     try:
@@ -142,6 +146,28 @@ def start():
         '--config-file', neutron.CONF, '--config-file', AGENT_CONF,
         '--log-file', process.log_path('neutron-macvtap-agent-2')])
     nova_compute.start_compute('nova-compute-2', CONF, STATE_PATH)
+
+
+def _service(enable):
+    """Enable or disable host 2's nova-compute service, if Nova has one
+    (it has after the first two-host start)."""
+    from tools.aio import cloud
+    try:
+        services = list(cloud.connection().compute.services(
+            host=HOST, binary='nova-compute'))
+    except Exception as e:  # noqa: BLE001 - Nova not answering: no change
+        process.say('host 2\'s compute service not looked up: %s' % e)
+        return
+    if not services or (services[0].status == 'enabled') == enable:
+        return
+    cmd = [settings.venv_tool('openstack'), 'compute', 'service', 'set',
+           '--enable' if enable else '--disable']
+    if not enable:
+        cmd += ['--disable-reason', 'tools/allinone: one compute host']
+    if process.run(cmd + [HOST, 'nova-compute'], 'bootstrap',
+                   env=cloud.cli_env(), check=False) == 0:
+        process.say('%s the nova-compute service of %s' % (
+            'enabled' if enable else 'disabled', HOST))
 
 
 def wait():
