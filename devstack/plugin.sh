@@ -40,7 +40,9 @@ function nova_clear_openstack {
 }
 
 function install_nova_clear_packages {
-    install_package qemu-system-x86 qemu-utils busybox-static e2fsprogs
+    # buildah: the sample container image (nova-clear-sample-images)
+    install_package qemu-system-x86 qemu-utils busybox-static e2fsprogs \
+        buildah
 }
 
 function install_nova_clear {
@@ -80,7 +82,7 @@ function nova_clear_sample_image {
 }
 
 function create_nova_clear_images_and_flavors {
-    local image
+    local image command
     image=$(nova_clear_sample_image)
     if ! nova_clear_openstack image show "$NOVA_CLEAR_IMAGE" >/dev/null 2>&1; then
         nova_clear_openstack image create --public --disk-format raw \
@@ -91,6 +93,20 @@ function create_nova_clear_images_and_flavors {
             --container-format bare --file "$image" \
             --property os_command_line='init=/bin/sh -- -c "echo hello from a Clear Container; exit 3"' \
             "$NOVA_CLEAR_IMAGE_EXIT"
+    fi
+    if ! nova_clear_openstack image show "$NOVA_CLEAR_IMAGE_CONTAINER" >/dev/null 2>&1; then
+        # a container image (docker save format, busybox); as a service:
+        # it says hello on the console and keeps running (its command is
+        # the guest's shell's to expand, not ours)
+        # shellcheck disable=SC2016
+        command='["echo \"container says: $GREETING from $(pwd) as uid $(id -u)\"; exec sleep 2147483647"]'
+        image=$(sudo "$(nova_clear_bin nova-clear-sample-images)" \
+            --cache "$NOVA_CLEAR_CACHE" container docker)
+        nova_clear_openstack image create --public --disk-format raw \
+            --container-format docker --file "$image" \
+            --property clear_user=root \
+            --property clear_cmd="$command" \
+            "$NOVA_CLEAR_IMAGE_CONTAINER"
     fi
     if ! nova_clear_openstack flavor show "$NOVA_CLEAR_FLAVOR" >/dev/null 2>&1; then
         nova_clear_openstack flavor create --ram 128 --vcpus 1 --disk 1 \

@@ -5,10 +5,16 @@ CAPABILITIES = {
     # manage_image_cache removes cached images and container root
     # filesystems no instance uses any more.
     'has_imagecache': True,
-    # Not yet: evacuate rebuilds on another host through spawn (Nova's
-    # default rebuild); untested there, and rebuild(evacuate=True) raises
-    # NotImplementedError for Nova's default.
-    'supports_evacuate': False,
+    # Evacuate: rebuild(evacuate=True) raises NotImplementedError, so
+    # Nova's default rebuild spawns the instance at the destination, its
+    # disks made anew from Glance through that host's caches (the base
+    # image, or the container's root filesystem and a fresh writable
+    # disk).  When the source's nova-compute comes back, Nova's
+    # _destroy_evacuated_instances calls destroy(destroy_disks=True)
+    # there: the domain (stopped: libvirt removes its macvtaps), the ports
+    # and <uuid> (and a <uuid>_resize) go.  Tested against the fake
+    # libvirt and on two real libvirtds (tests/functional).
+    'supports_evacuate': True,
     # Resize and cold migration (nova_clear.migration) keep the original
     # in <uuid>_resize beside the new <uuid> and redefine the one domain,
     # so source and destination may be this host: the all-in-one resizes

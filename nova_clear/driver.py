@@ -343,8 +343,10 @@ class ClearDriver(power.PowerOperations,
                 block_device_info=None, preserve_ephemeral=False,
                 accel_uuids=None, reimage_boot_volume=False):
         """Nova's default rebuild (NotImplementedError: the compute
-        manager's destroy and spawn), but for ``preserve_ephemeral``,
-        which it refuses: the same, keeping the ephemeral disks."""
+        manager's destroy and spawn; for an evacuation only the spawn,
+        on this new host, the disks made anew from Glance), but for
+        ``preserve_ephemeral``, which it refuses: the same, keeping the
+        ephemeral disks."""
         if not preserve_ephemeral or evacuate or reimage_boot_volume:
             raise NotImplementedError()
         local_disks.rebuild_preserving_ephemeral(

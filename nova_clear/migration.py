@@ -7,11 +7,17 @@ The shape of nova's libvirt driver (doc/source/resize.rst):
   anything changes (``InstanceFaultRollback(ResizeError)``: the instance
   keeps running); the guest is powered off, its ports unplugged, its
   directory renamed ``<uuid>_resize`` and the instance's own files copied
-  into a fresh ``<uuid>`` at the destination (:func:`move_files`: a local
-  copy here, nova's remotefs helper for another host).  Any failure puts
-  the directory back and boots the original again (it ran before), then
-  raises ``InstanceFaultRollback``.
-* **destination, finish_migration**: the instance's flavor is the new
+  into a fresh ``<uuid>`` (:func:`move_files`: a local copy when the
+  destination's IP is this machine's, the same host or another compute
+  host here; nova's remotefs helper to the same path at another IP).
+  Any failure puts the directory back and boots the original again (it
+  ran before), then raises ``InstanceFaultRollback``.  ``disk_info``
+  names the source and where the copy is
+  (:func:`nova_clear.migration_hosts.disk_info`).
+* **destination, finish_migration**: from another host, the copy moves
+  into this host's instances path and onto this host's caches (the base
+  image or root filesystem from Glance there:
+  :mod:`nova_clear.migration_hosts`); the instance's flavor is the new
   one: its disks grow to the new root disk (the qcow2 overlay with
   ``qemu-img resize``, the container's writable disk and its ext4 with
   ``resize2fs``), the domain is (re)defined from fresh XML (vCPUs, RAM)
@@ -40,13 +46,14 @@ and swap disks back with ``<uuid>_resize``.  Not the console log
 reverted one gets its own back.
 """
 
+import ipaddress
 import os
 import shutil
+import socket
 import time
 
 from oslo_concurrency import processutils
 from oslo_log import log as logging
-from oslo_serialization import jsonutils
 from oslo_utils import fileutils
 from oslo_utils import units
 
@@ -62,6 +69,7 @@ from nova.virt.libvirt.volume import remotefs
 from nova_clear import domain
 from nova_clear.i18n import _
 from nova_clear import local_disks
+from nova_clear import migration_hosts
 from nova_clear import storage
 
 LOG = logging.getLogger(__name__)
@@ -71,10 +79,6 @@ RESIZE_SUFFIX = '_resize'
 # The instance's own files, as migrate_disk_and_power_off moves them.
 MOVED = ('disk', 'upper', 'disk.config', 'rootfs', 'image')
 DISKS = ('disk', 'upper', 'disk.config')
-# Moving to another host is written (move_files through nova's remotefs
-# helper) but enabled by the two-host work: until then only the
-# same-host resize (allow_resize_to_same_host) is accepted.
-BETWEEN_HOSTS = False
 
 
 def resize_dir(files):
@@ -92,9 +96,23 @@ def _root_bytes(root_gb):
 
 def is_local(drv, dest):
     """True when ``dest`` (the migration's destination host: its IP, or
-    its name) is this host."""
-    return dest in (None, '', CONF.host, drv.get_host_ip_addr(),
-                    '127.0.0.1', '::1')
+    its name) is on this machine: this host, or another compute host here
+    (an address of this machine's, loopback included)."""
+    if dest in (None, '', CONF.host, drv.get_host_ip_addr()):
+        return True
+    try:
+        addr = ipaddress.ip_address(dest)
+    except ValueError:
+        return False
+    if addr.is_loopback:
+        return True
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((str(addr), 0))   # only an address of this machine
+        return True
+    except OSError:
+        return False
 
 
 # -- moving files ------------------------------------------------------------
@@ -197,11 +215,10 @@ def migrate_disk_and_power_off(drv, context, instance, dest, flavor,
         domain.disk_iotune(flavor)   # what finish_migration will apply
     except exception.NovaException as e:
         raise _refuse(str(e))
+    # This machine's IP: this host, or another compute host on this
+    # machine (the destination moves the copy into its own instances
+    # path: nova_clear.migration_hosts.adopt).
     dest_host = None if is_local(drv, dest) else dest
-    if dest_host is not None and not BETWEEN_HOSTS:
-        raise _refuse(_('moving a Clear Container to another host (%s) is '
-                        'not supported yet; resize on the same host '
-                        '(allow_resize_to_same_host)') % dest)
     files = drv._files(instance)
     guest = drv.host.lookup(instance.uuid)
     if not files.has_disks():
@@ -238,10 +255,11 @@ def migrate_disk_and_power_off(drv, context, instance, dest, flavor,
         raise _refuse(_('moving the disks failed: %s') % e) from e
     LOG.info('Disks moved for the resize in %.2fs (%s)',
              time.monotonic() - t0, ', '.join(copied), instance=instance)
-    return jsonutils.dumps([{'path': os.path.join(files.dir, n),
-                             'type': 'qcow2' if n == 'disk' else 'raw'}
-                            for n in copied if n in DISKS or
-                            storage.ephemeral_index(n) is not None])
+    return migration_hosts.disk_info(
+        drv, files, [{'path': os.path.join(files.dir, n),
+                      'type': 'qcow2' if n == 'disk' else 'raw'}
+                     for n in copied if n in DISKS or
+                     storage.ephemeral_index(n) is not None])
 
 
 def _restore_source(drv, instance, files, dest_host, network_info,
@@ -294,12 +312,21 @@ def finish_migration(drv, context, migration, instance, disk_info,
                      block_device_info=None):
     t0 = time.monotonic()
     files = drv._files(instance)
+    try:
+        from_other_host = migration_hosts.adopt(instance, files, disk_info)
+    except OSError as e:
+        raise exception.ResizeError(reason=_(
+            'cannot move the files into %(d)s: %(e)s') % {'d': files.dir,
+                                                          'e': e}) from e
     if not files.has_disks():
         raise exception.ResizeError(
             reason=_('the moved disks are missing from %s') % files.dir)
     interfaces = drv._interfaces(instance, network_info)
     guest = None
     try:
+        if from_other_host:
+            migration_hosts.localize_bases(drv, context, instance,
+                                           image_meta, files)
         _ensure_bases(drv, context, instance, image_meta, files)
         if resize_instance:
             grow_disks(files, instance.flavor.root_gb)
