@@ -122,11 +122,13 @@ def start():
     if not wanted():
         # one host asked for: host 2 goes (its guests, if any, keep
         # running in its namespace until it comes back), its compute
-        # service is disabled (the scheduler leaves it alone anyway: down)
+        # service is disabled first, while it runs (Nova's API asks the
+        # compute host to set its provider's COMPUTE_STATUS_DISABLED trait:
+        # a host that is down costs an RPC timeout)
+        if process.running_pid('nova-compute-2'):
+            _service(enable=False)
         stop()
-        _service(enable=False)
         return
-    _service(enable=True)
     process.say('host 2 (%s): libvirtd + virtlogd in a mount namespace '
                 'under %s' % (HOST, LIBVIRT_ROOT))
     try:
@@ -177,6 +179,8 @@ def wait():
     neutron.wait_agent(cloud.connection(), HOST, 'neutron-macvtap-agent-2')
     nova_compute.wait_compute('nova-compute-2', HOST, lambda: (
         nova_compute.start_compute('nova-compute-2', CONF, STATE_PATH)))
+    # enabled once it is up (see start)
+    _service(enable=True)
 
 
 def stop():
