@@ -37,7 +37,13 @@ class TestServiceContract(testtools.TestCase):
         for name in ('mariadb', 'rabbitmq', 'keystone', 'nova-api',
                      'neutron-macvtap-agent', 'nova-compute'):
             self.assertIn(name, names)
-        self.assertEqual('nova-compute', names[-1])
+        # the first host's nova-compute starts after every other service
+        # of the first host; the second host's processes (--computes 2)
+        # come last, its nova-compute at the end
+        self.assertEqual(
+            ['virtlogd-2', 'libvirtd-2', 'neutron-macvtap-agent-2',
+             'nova-compute-2'], names[-4:])
+        self.assertEqual('nova-compute', names[-5])
 
 
 class TestSerialConsole(testtools.TestCase):
@@ -68,3 +74,59 @@ class TestUwsgi(testtools.TestCase):
         argv = start.call_args[0][1]
         limit = int(argv[argv.index('--chunked-input-limit') + 1])
         self.assertGreater(limit, http.CHUNKSIZE + 64)
+
+
+class TestSecondHost(testtools.TestCase):
+    """The second compute host of ``tools/allinone up --computes 2``."""
+
+    def test_the_two_hosts_reach_each_others_libvirtd(self):
+        from nova_clear.deploy import second_libvirtd
+        from tools.aio.services import compute2
+        root = compute2.LIBVIRT_ROOT
+        # host 1's libvirtd sends to host 2's socket; host 2's reaches
+        # host 1's through the bind mount in its namespace
+        self.assertEqual(
+            {'live_migration_uri': second_libvirtd.uri(root),
+             'live_migration_inbound_addr': '127.0.0.1'},
+            compute2.host1_migration())
+        self.assertIn('/host1-run/', second_libvirtd.peer_uri(root))
+        # every libvirt socket path fits sockaddr_un
+        self.assertLess(len(second_libvirtd.peer_uri(root).split('=')[1]),
+                        108)
+
+    def test_host2_has_its_own_everything(self):
+        from tools.aio import hostnet
+        from tools.aio.services import compute2
+        from tools.aio.services import nova
+        from tools.aio.services import nova_compute
+        from tools.aio.services import serial_proxy
+        self.assertTrue(compute2.HOST.endswith('-2'))
+        for mine, first in ((compute2.INSTANCES, nova.INSTANCES),
+                            (compute2.STATE_PATH, nova.STATE_PATH),
+                            (compute2.LOCKS, nova_compute.LOCKS),
+                            (compute2.ASSETS, nova_compute.ASSETS),
+                            (compute2.CONF, nova_compute.CONF)):
+            self.assertNotEqual(mine, first)
+            self.assertFalse(mine.startswith(first + '/'))
+        self.assertNotEqual(hostnet.NET.device, hostnet.NET2.device)
+        self.assertNotEqual(hostnet.NET.peer, hostnet.NET2.peer)
+        low, high = map(int, serial_proxy.PORT_RANGE.split(':'))
+        low2, high2 = map(int, compute2.SERIAL_RANGE.split(':'))
+        self.assertTrue(high < low2 or high2 < low)
+
+    def test_computes_from_the_command_line_or_the_state(self):
+        import json
+        import os
+        import tempfile
+        from tools.aio import settings
+        self.addCleanup(setattr, settings, 'COMPUTES', settings.COMPUTES)
+        self.addCleanup(setattr, settings, 'STATE', settings.STATE)
+        d = tempfile.mkdtemp()
+        settings.STATE = os.path.join(d, 'aio.json')
+        settings.COMPUTES = None
+        self.assertEqual(1, settings.computes())
+        with open(settings.STATE, 'w') as f:
+            json.dump({'computes': 2}, f)
+        self.assertEqual(2, settings.computes())
+        settings.COMPUTES = 1
+        self.assertEqual(1, settings.computes())

@@ -1,7 +1,8 @@
 """The subcommands of ``tools/allinone`` (which installs the packages and
 the venv first, then runs ``python -m tools.aio``): ``up`` (start +
 bootstrap + demo boot), ``start`` (no demo), ``boot`` (the demo),
-``status``, ``restart SERVICE..``, ``stop``,
+``status``, ``restart SERVICE..``, ``stop``; ``up``/``start`` take
+``--computes 1|2``,
 ``tempest [--smoke|--general-purpose|REGEX]``."""
 
 import argparse
@@ -20,6 +21,7 @@ from tools.aio import stack
 
 def cmd_up(args):
     t0 = float(os.environ.get('AIO_T0') or time.time())
+    settings.COMPUTES = args.computes
     stack.up()
     if args.command != 'up':
         return None
@@ -46,7 +48,7 @@ def cmd_tempest(args):
             args.concurrency,
             extra=tempest.SMOKE if args.smoke else None) else 1
     summary = tempest.run(args.regex, args.smoke, args.concurrency,
-                          args.machine_type)
+                          args.machine_type, exclude=args.exclude)
     return 0 if summary['passed'] and not summary['failed'] else 1
 
 
@@ -69,11 +71,11 @@ def cmd_status(args):
                         process.owner(pid)).pw_name
                 except (OSError, KeyError):
                     pass
-            print('%-21s %s%s' % (name, 'running pid %d' % pid if pid
+            print('%-24s %s%s' % (name, 'running pid %d' % pid if pid
                                   else 'stopped', extra))
             ok = ok and bool(pid)
     problem = hostnet.problem()
-    print('%-21s %s' % ('provider-net', problem or hostnet.describe()))
+    print('%-24s %s' % ('provider-net', problem or hostnet.describe()))
     print('logs: %s' % settings.LOGS)
     return 0 if ok and not problem else 3
 
@@ -88,9 +90,16 @@ def cmd_restart(args):
         if name not in known:
             raise process.Failure('unknown service %r (known: %s)'
                                   % (name, ', '.join(known)))
+    from tools.aio.services import compute2
     for name in args.services:
-        process.stop(name)
-    # start again with the same steps as "up" (idempotent)
+        if name in ('libvirtd-2', 'virtlogd-2'):
+            # detached daemons: stopped by their own pid files
+            compute2.stop_daemons()
+        else:
+            process.stop(name)
+    # start again with the same steps as "up" (idempotent), as many
+    # compute hosts as before
+    settings.COMPUTES = settings.computes()
     stack.up()
 
 
@@ -104,6 +113,10 @@ def parser():
         s = sub.add_parser(name)
         s.add_argument('--repeat', type=int, default=1,
                        help='demo boots (median reported)')
+        s.add_argument('--computes', type=int, default=1, choices=(1, 2),
+                       help='compute hosts: 2 adds a second one (its own '
+                            'libvirtd, nova-compute and macvtap agent) '
+                            'for migrations; 1 (default) stops it')
     s = sub.add_parser('boot')
     s.add_argument('--repeat', type=int, default=1)
     s.add_argument('--keep', action='store_true',
@@ -126,6 +139,9 @@ def parser():
                         "(feature-matrix-gp.ini), microvm and q35 servers; "
                         "a verdict per feature")
     s.add_argument('--concurrency', type=int, default=2)
+    s.add_argument('--exclude', metavar='REGEX',
+                   help='tests not to run (tools/run-tests: known '
+                        'failures, with their reason)')
     s.add_argument('--machine-type', default='microvm',
                    choices=('microvm', 'q35'),
                    help="the variant of tempest's servers (its flavors)")

@@ -162,6 +162,21 @@ def start(name, cmd, env=None, cwd=None, user=None):
     return True
 
 
+def adopt(name, pid):
+    """Record ``pid`` (a daemon that detached itself) as ``name``: status
+    and ``running_pid`` see it like the processes ``start`` started."""
+    with open('/proc/%d/stat' % pid) as f:
+        begun = f.read().rsplit(')', 1)[1].split()[19]
+    with open(pidfile(name), 'w') as f:
+        f.write('%d %s\n' % (pid, begun))
+
+
+def forget(name):
+    """Drop the PID file of ``name`` once it no longer runs."""
+    if not running_pid(name) and os.path.exists(pidfile(name)):
+        os.unlink(pidfile(name))
+
+
 def stop(name, timeout=20):
     """End the process group of ``name``; True when it ran."""
     pid = running_pid(name)

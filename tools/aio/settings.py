@@ -34,3 +34,19 @@ def etc(*parts):
 
 def venv_tool(name):
     return os.path.join(BIN, name)
+
+
+# compute hosts: "up|start --computes N" sets it for the run; the other
+# subcommands use what the last up/start recorded (aio.json "computes")
+COMPUTES = None
+
+
+def computes():
+    if COMPUTES is not None:
+        return COMPUTES
+    import json
+    try:
+        with open(STATE) as f:
+            return int(json.load(f).get('computes') or 1)
+    except (OSError, ValueError):
+        return 1

@@ -9,6 +9,7 @@ from tools.aio import cloud
 from tools.aio import hostnet
 from tools.aio import process
 from tools.aio import services
+from tools.aio.services import compute2
 from tools.aio.services import nova
 from tools.aio.services import nova_compute
 from tools.aio import settings
@@ -81,3 +82,4 @@ def _record():
         compute_locks=nova_compute.LOCKS, sudoers=nova_compute.SUDOERS,
         compute_conf=nova_compute.CONF, workload_line=cloud.WORKLOAD_LINE,
         exit_command=cloud.EXIT_COMMAND)
+    compute2.record()

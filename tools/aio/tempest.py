@@ -18,6 +18,7 @@ import subprocess
 from tools.aio import cloud
 from tools.aio import hostnet
 from tools.aio import process
+from tools.aio.services import nova
 from tools.aio import settings
 from tools.aio import state
 
@@ -112,13 +113,17 @@ def write_conf(driver_flags, machine_type='microvm'):
             'image_ref_alt': ids[cloud.IMAGE_SSH_CONTAINER],
             'flavor_ref': flavor.id, 'flavor_ref_alt': flavor_alt.id,
             'fixed_network_name': hostnet.NET.network,
-            'build_timeout': '300', 'min_compute_nodes': '1',
+            'build_timeout': '300',
+            # 2 with "tools/allinone start --computes 2": the migration
+            # tests run (and the flags below say the driver moves servers)
+            'min_compute_nodes': str(settings.computes()),
             'max_microversion': 'latest', 'region': settings.REGION},
         'compute-feature-enabled': dict(
             {k: str(v).lower() for k, v in driver_flags.items()},
             # a deployment fact: no metadata agent (ML2 macvtap, no L3 or
             # DHCP agents); the config drive carries the metadata
-            metadata_service='false'),
+            metadata_service='false',
+            scheduler_enabled_filters=','.join(nova.SCHEDULER_FILTERS)),
         'network': {'project_networks_reachable': 'false',
                     # the scenario tests that log in want one (the
                     # provider network, which the host reaches)
@@ -149,7 +154,8 @@ def driver_flags(machine_type='microvm'):
     compute = configparser.ConfigParser(interpolation=None)
     compute.read(nova_compute.CONF)
     cmd = [settings.venv_tool('nova-clear-tempest-flags'),
-           '--machine-type', machine_type]
+           '--machine-type', machine_type,
+           '--compute-nodes', str(settings.computes())]
     if compute.getboolean('serial_console', 'enabled', fallback=False):
         cmd.append('--serial-console')
     out = subprocess.run(cmd, check=True, capture_output=True,
@@ -206,7 +212,8 @@ def summarize():
     return json.loads(out)
 
 
-def run(regex=None, smoke=False, concurrency=2, machine_type='microvm'):
+def run(regex=None, smoke=False, concurrency=2, machine_type='microvm',
+        exclude=None):
     """Run tempest with servers of ``machine_type``; returns the summary
     (also in RESULTS)."""
     st = state.load()
@@ -225,6 +232,8 @@ def run(regex=None, smoke=False, concurrency=2, machine_type='microvm'):
         excluded[EXCLUDE_SLOW] = 'slow (run them with a REGEX)'
     if st.get('project_network_type') != 'vlan':
         excluded[PROJECT_NETWORK_TESTS] = NO_VLAN_REASON
+    if exclude:
+        excluded[exclude] = 'asked for (--exclude)'
     if excluded:
         cmd += ['--exclude-regex', '|'.join('(%s)' % r for r in excluded)]
     for pattern, reason in excluded.items():

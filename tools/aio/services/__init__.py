@@ -28,6 +28,7 @@ Every module has the same contract, which ``tools.aio.stack`` runs:
 Adding a service: a module with these, and one line in ``ORDER``.
 """
 
+from tools.aio.services import compute2
 from tools.aio.services import glance
 from tools.aio.services import infra
 from tools.aio.services import keystone
@@ -49,6 +50,8 @@ ORDER = [
     serial_proxy,
     libvirt_proxy,
     nova_compute,
+    # the second compute host, with --computes 2
+    compute2,
 ]
 
 

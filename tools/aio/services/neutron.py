@@ -99,15 +99,22 @@ def configure():
         'ml2_type_vlan': {'network_vlan_ranges': '%s:%d:%d' % (
             hostnet.NET.physnet, VLAN_RANGE[0], VLAN_RANGE[1])},
     })
+    write_agent_conf(AGENT_CONF, socket.gethostname(), hostnet.NET.device)
+    conf.copy_from_venv('etc/neutron/api-paste.ini', DIR)
+
+
+def write_agent_conf(path, host, device):
+    """A macvtap agent's configuration: its host name and the interface
+    of the physical network on that host."""
     # the agent runs as root, without sudo: privsep's helper is started
     # directly, for each of neutron's privsep contexts
     privsep = '%s --config-file %s --config-file %s' % (
-        settings.venv_tool('privsep-helper'), CONF, AGENT_CONF)
+        settings.venv_tool('privsep-helper'), CONF, path)
     agent_ini = {
-        'DEFAULT': {'host': socket.gethostname()},
+        'DEFAULT': {'host': host},
         'agent': {'polling_interval': '1', 'report_interval': '10'},
         'macvtap': {'physical_interface_mappings':
-                    '%s:%s' % (hostnet.NET.physnet, hostnet.NET.device)},
+                    '%s:%s' % (hostnet.NET.physnet, device)},
         # the only firewall driver the macvtap agent accepts: security
         # groups are not enforced with this backend
         'securitygroup': {'firewall_driver': 'noop'},
@@ -116,8 +123,7 @@ def configure():
                     'privsep_conntrack', 'privsep_dhcp_release',
                     'privsep_ovs_vsctl'):
         agent_ini[section] = {'helper_command': privsep}
-    conf.write_ini(AGENT_CONF, agent_ini)
-    conf.copy_from_venv('etc/neutron/api-paste.ini', DIR)
+    conf.write_ini(path, agent_ini)
 
 
 def init():
@@ -168,6 +174,17 @@ def _warm_up(conn):
         return True
     process.wait_for(ok, 60, 'the Neutron API to answer',
                      process.log_path('neutron-app'), interval=1)
+
+
+def wait_agent(conn, host, name, timeout=180):
+    """The macvtap agent ``name`` of ``host`` is alive."""
+    def alive():
+        process.ensure_alive('neutron-rpc-server')
+        process.ensure_alive(name)
+        return any(a.is_alive for a in conn.network.agents(
+            host=host, agent_type=MACVTAP_AGENT_TYPE))
+    process.wait_for(alive, timeout, 'the macvtap agent of %s to be alive'
+                     % host, process.log_path(name), interval=0.5)
 
 
 def _wait_macvtap_agent(conn, timeout=180):

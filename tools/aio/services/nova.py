@@ -27,6 +27,12 @@ CATALOG = [('nova', 'compute', 'http://%s:%d/v2.1' % (settings.HOST, PORT))]
 # conductor and scheduler talk through RabbitMQ, and the conductor logs in
 # (placement) as it starts: its service user must exist
 NEEDS = (infra, keystone)
+# (nova 34's defaults: availability zones are a placement pre-filter)
+SCHEDULER_FILTERS = ('ComputeFilter',
+                     'ComputeCapabilitiesFilter', 'ImagePropertiesFilter',
+                     'ServerGroupAntiAffinityFilter',
+                     'ServerGroupAffinityFilter', 'SameHostFilter',
+                     'DifferentHostFilter')
 MANAGE = [settings.venv_tool('nova-manage'), '--config-file', SERVICES_CONF]
 
 
@@ -54,6 +60,10 @@ def common():
         # one host: a failed build has nowhere else to go, and the
         # server's fault then names the real error
         'scheduler': {'workers': '1', 'max_attempts': '1'},
+        # nova's default filters plus "same_host"/"different_host"
+        # scheduler hints (tempest's tests that need two hosts use them)
+        'filter_scheduler': {'enabled_filters': ','.join(
+            SCHEDULER_FILTERS)},
         'conductor': {'workers': '1'},
         'notifications': {'notification_format': 'unversioned'},
         'oslo_messaging_notifications': {'driver': 'noop'},

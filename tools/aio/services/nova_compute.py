@@ -55,21 +55,58 @@ CONFIG_FILES = {'nova-compute': [CONF]}
 CATALOG = []
 # its service user and placement's endpoint exist before it starts
 NEEDS = (keystone,)
-# this run's start of it: (UTC start time, its log's size then)
-_started = None
+# this run's start of each nova-compute: {name: (UTC start time, its log's
+# size then)}
+_started = {}
 
 
 def configure():
     uid, gid = user()
     own_dirs(uid, gid)
+    from tools.aio.services import compute2
+    write_conf(CONF, socket.gethostname(), STATE_PATH, nova.INSTANCES, LOCKS,
+               libvirt_proxy.uri(_libvirt_direct()), ASSETS,
+               serial_proxy.PORT_RANGE, compute2.host1_migration())
+    write_sudoers()
+    # new driver code (tools/setup-host reinstalled nova-clear), or a
+    # nova-compute of another user (root, before it ran unprivileged)
+    code = _driver_digest()
+    if state.load().get('driver_digest') != code:
+        for name in ('nova-compute', 'nova-compute-2'):
+            if process.stop(name):
+                process.say('the installed nova-clear changed: restarting '
+                            '%s' % name)
+        state.update(driver_digest=code)
+    pid = process.running_pid('nova-compute')
+    if pid and process.owner(pid) != uid:
+        process.say('nova-compute runs as uid %d, not as %s: restarting it'
+                    % (process.owner(pid), USER))
+        process.stop('nova-compute')
+
+
+def write_conf(path, host, state_path, instances, locks, connection_uri,
+               assets, serial_range, migration):
+    """A nova-compute's configuration (``path``): its ``[DEFAULT] host``,
+    state and instances paths, lock directory, libvirt URI, guest assets,
+    serial console ports and ``[clear]`` live migration settings
+    (``migration``)."""
+    gid = user()[1]
     cpu = nova.common()
     for section in ('keystone_authtoken', 'scheduler', 'conductor'):
         del cpu[section]
-    cpu['compute'] = {'max_concurrent_builds': '10'}
+    cpu['DEFAULT'].update(host=host, state_path=state_path,
+                          instances_path=instances)
+    cpu['compute'] = {'max_concurrent_builds': '10',
+                      # the macvtap device of a port at the destination is
+                      # made by libvirt during the migration: Neutron can
+                      # report it plugged only after the switch-over, so the
+                      # source must not wait for network-vif-plugged first
+                      'live_migration_wait_for_vif_plug': 'false'}
     # its own lock directory (the other services run as root)
-    cpu['oslo_concurrency'] = {'lock_path': LOCKS}
+    cpu['oslo_concurrency'] = {'lock_path': locks}
     # the interactive serial console, through nova-serialproxy
-    cpu['serial_console'] = serial_proxy.compute_settings()
+    cpu['serial_console'] = dict(serial_proxy.compute_settings(),
+                                 port_range=serial_range)
     # a guest with ports starts paused until neutron reports them plugged
     # (network-vif-plugged); no event in time fails the build
     cpu['DEFAULT']['vif_plugging_is_fatal'] = 'true'
@@ -85,37 +122,23 @@ def configure():
     cpu['DEFAULT']['default_log_levels'] = ','.join(
         list(log_options.DEFAULT_LOG_LEVELS) +
         ['nova.compute.resource_tracker=DEBUG'])
-    conf.write_ini(CONF, cpu)
+    conf.write_ini(path, cpu)
     # its privsep daemons (nova's, nova-clear's, os-vif's) start as
     # devstack starts them, through sudo, with the venv's privsep-helper
     # and this file
     helper = 'sudo %s --config-file %s' % (
-        settings.venv_tool('privsep-helper'), CONF)
-    nova_conf.configure(CONF, {
+        settings.venv_tool('privsep-helper'), path)
+    nova_conf.configure(path, dict({
         'virt_type': VIRT_TYPE,
         'kvm_probe_timeout': KVM_PROBE_TIMEOUT,
-        'assets_path': ASSETS,
-        'connection_uri': libvirt_proxy.uri(_libvirt_direct()),
-    }, {section: {'helper_command': helper}
-        for section in PRIVSEP_CONTEXTS})
+        'assets_path': assets,
+        'connection_uri': connection_uri,
+    }, **migration), {section: {'helper_command': helper}
+                      for section in PRIVSEP_CONTEXTS})
     # readable by nova-compute, writable only by root: the privsep
     # daemons read it as root
-    os.chown(CONF, 0, gid)
-    os.chmod(CONF, 0o640)
-    write_sudoers()
-    # new driver code (tools/setup-host reinstalled nova-clear), or a
-    # nova-compute of another user (root, before it ran unprivileged)
-    code = _driver_digest()
-    if state.load().get('driver_digest') != code:
-        if process.stop('nova-compute'):
-            process.say('the installed nova-clear changed: restarting '
-                        'nova-compute')
-        state.update(driver_digest=code)
-    pid = process.running_pid('nova-compute')
-    if pid and process.owner(pid) != uid:
-        process.say('nova-compute runs as uid %d, not as %s: restarting it'
-                    % (process.owner(pid), USER))
-        process.stop('nova-compute')
+    os.chown(path, 0, gid)
+    os.chmod(path, 0o640)
 
 
 def init():
@@ -124,39 +147,49 @@ def init():
 
 def start():
     """Start nova-compute (unprivileged, with its user's groups)."""
-    global _started
     process.say('nova-compute as %s (compute_driver = clear.ClearDriver, '
                 'virt_type=%s)' % (USER, VIRT_TYPE))
+    start_compute('nova-compute', CONF, STATE_PATH)
+
+
+def start_compute(name, path, state_path):
+    """Start the nova-compute ``name`` with the configuration ``path``."""
     begun = datetime.datetime.now(datetime.timezone.utc).replace(
         tzinfo=None, microsecond=0)
-    offset = process.log_size('nova-compute')
-    if process.start('nova-compute', [
-            settings.venv_tool('nova-compute'), '--config-file', CONF],
-            user=user(), cwd=STATE_PATH,
-            env={'HOME': STATE_PATH, 'USER': USER, 'LOGNAME': USER,
-                 'TMPDIR': '/tmp'}) or _started is None:
-        _started = begun, offset
+    offset = process.log_size(name)
+    if process.start(name, [
+            settings.venv_tool('nova-compute'), '--config-file', path],
+            user=user(), cwd=state_path,
+            env={'HOME': state_path, 'USER': USER, 'LOGNAME': USER,
+                 'TMPDIR': '/tmp'}) or name not in _started:
+        _started[name] = begun, offset
 
 
 def wait():
     """nova-compute reports up, its resource tracker claims, its host is
     in cell1 and its node in placement."""
+    wait_compute('nova-compute', socket.gethostname(), start)
+
+
+def wait_compute(name, host, restart):
+    """``name`` (of ``host``) is up, mapped into cell1, in placement."""
     conn = cloud.connection()
-    _wait_up(conn)
+    _wait_up(conn, name, host, restart)
     nova.discover_hosts()
 
     def in_placement():
-        process.ensure_alive('nova-compute')
-        return any(True for _ in conn.placement.resource_providers())
-    process.wait_for(in_placement, 120, 'the compute node in placement',
-                     process.log_path('nova-compute'), interval=1)
+        process.ensure_alive(name)
+        return any(True for _ in conn.placement.resource_providers(
+            name=host))
+    process.wait_for(in_placement, 120, 'the compute node %s in placement'
+                     % host, process.log_path(name), interval=1)
 
 
 def stop():
     process.stop_all(PROCESSES)
 
 
-def _wait_up(conn, timeout=240):
+def _wait_up(conn, name, host, restart, timeout=240):
     """Up, by a heartbeat of this process; started again when foreign
     domains stopped it.
 
@@ -165,22 +198,21 @@ def _wait_up(conn, timeout=240):
     "My hypervisor has existing instances" check), e.g. while the
     functional tests run on the same libvirtd: wait and try again.
     """
-    host = socket.gethostname()
     deadline = time.monotonic() + timeout
 
     def compute_up():
-        if not process.running_pid('nova-compute'):
+        if not process.running_pid(name):
             if 'appear to be a new service' in process.tail(
-                    process.log_path('nova-compute'), 30) and \
+                    process.log_path(name), 30) and \
                     time.monotonic() < deadline - 30:
                 process.say('nova-compute saw nova-clear domains it does '
                             'not know (another user of this libvirtd?); '
                             'starting it again')
                 time.sleep(5)
-                start()
+                restart()
                 return False
-            process.ensure_alive('nova-compute')
-        started, offset = _started
+            process.ensure_alive(name)
+        started, offset = _started[name]
         for s in conn.compute.services(binary='nova-compute', host=host):
             # a heartbeat of this process, not of the one before it
             updated = datetime.datetime.fromisoformat(
@@ -192,11 +224,11 @@ def _wait_up(conn, timeout=240):
             # and its resource tracker has done one full update (until
             # then it cannot claim resources for a build)
             return 'Final resource view' in process.log_since(
-                'nova-compute', offset)
+                name, offset)
         return False
-    process.wait_for(compute_up, timeout, 'nova-compute to report up and '
-                     'its first resource update',
-                     process.log_path('nova-compute'), interval=1)
+    process.wait_for(compute_up, timeout, '%s to report up and '
+                     'its first resource update' % name,
+                     process.log_path(name), interval=1)
 
 
 # -- the unprivileged user ---------------------------------------------------
@@ -226,7 +258,8 @@ def user():
     return pw.pw_uid, pw.pw_gid
 
 
-def own_dirs(uid, gid):
+def own_dirs(uid, gid, state_path=STATE_PATH, locks=LOCKS,
+             instances=nova.INSTANCES, log='nova-compute'):
     """nova-compute's state, lock, instance and cache directories are the
     compute user's.
 
@@ -236,13 +269,13 @@ def own_dirs(uid, gid):
     daemon) and root filesystem trees a root daemon may be unpacking
     (``*.tree``, removed by that daemon).
     """
-    for d in (STATE_PATH, LOCKS, nova.INSTANCES):
+    for d in (state_path, locks, instances):
         os.makedirs(d, exist_ok=True)
         os.chown(d, uid, gid)
     # libvirt's QEMU user must reach the instance disks
-    for d in (settings.AIO_HOME, settings.DATA, STATE_PATH, nova.INSTANCES):
+    for d in (settings.AIO_HOME, settings.DATA, state_path, instances):
         os.chmod(d, 0o755)
-    for top, dirs, files in os.walk(STATE_PATH):
+    for top, dirs, files in os.walk(state_path):
         dirs[:] = [d for d in dirs if not d.endswith('.tree')]
         for name in dirs + files:
             if name == 'console.log' or name.startswith(
@@ -256,7 +289,7 @@ def own_dirs(uid, gid):
             except FileNotFoundError:
                 pass
     # its log: the launcher opens it, nova-compute's output goes there
-    path = process.log_path('nova-compute')
+    path = process.log_path(log)
     with open(path, 'a'):
         pass
     os.chown(path, uid, gid)
@@ -273,14 +306,17 @@ def write_sudoers():
              % USER,
              '# may start these privsep daemons as root, nothing else',
              'Defaults:%s !requiretty' % USER]
-    for context in PRIVSEP_CONTEXTS.values():
-        # sudo >= 1.9.10: an argument list between ^ and $ is a regular
-        # expression; no other argument, and a fixed socket name
-        lines.append(
-            '%s ALL=(root) NOPASSWD: %s ^--config-file %s --privsep_context '
-            '%s --privsep_sock_path /tmp/tmp[a-z0-9_]+/privsep[.]sock$'
-            % (USER, helper, CONF.replace('.', '[.]'),
-               context.replace('.', '[.]')))
+    from tools.aio.services import compute2
+    for path in (CONF, compute2.CONF):
+        for context in PRIVSEP_CONTEXTS.values():
+            # sudo >= 1.9.10: an argument list between ^ and $ is a regular
+            # expression; no other argument, and a fixed socket name
+            lines.append(
+                '%s ALL=(root) NOPASSWD: %s ^--config-file %s '
+                '--privsep_context %s --privsep_sock_path '
+                '/tmp/tmp[a-z0-9_]+/privsep[.]sock$'
+                % (USER, helper, path.replace('.', '[.]'),
+                   context.replace('.', '[.]')))
     text = '\n'.join(lines) + '\n'
     try:
         with open(SUDOERS) as f:

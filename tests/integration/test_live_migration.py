@@ -1,0 +1,356 @@
+"""Live migration through Nova between the all-in-one's two compute hosts
+(``tools/allinone start --computes 2``; skipped with one host).
+
+A container serving HTTP on the provider network is live-migrated with
+``openstack server migrate --live-migration`` to the second host and back
+with openstacksdk's ``live_migrate_server``, while a client in the
+provider namespace polls it every 0.1 s: at most ``MAX_FAILED`` requests
+may fail.  Its console (a tick a second) continues across both moves, and
+nothing of it is left on the host it left (libvirt domain, instance
+directory, macvtap device).  An abort (``openstack server migration
+abort``) of a migration slowed by a libvirt speed limit leaves it running
+on the source.  Timings and request counts go to the ``live-migration``
+detail and ``$AIO_HOME/logs/live-migration.jsonl``.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import libvirt
+from testtools import content
+
+from tests.integration import base
+
+MAX_FAILED = 3
+SERVER_CMD = (
+    'mkdir -p /tmp/www; echo "page from $(hostname)" > /tmp/www/index.html;'
+    ' (i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 1; done) &'
+    ' echo serving; exec /bin/busybox httpd -f -p 80 -h /tmp/www')
+# runs in the provider namespace: one line per request, until killed
+POLLER = r'''
+import sys, time, urllib.request
+url = sys.argv[1]
+while True:
+    t = time.time()
+    try:
+        urllib.request.urlopen(url, timeout=1).read()
+        ok = 'ok'
+    except Exception as e:
+        ok = 'fail'
+    print('%s %.3f %.3f' % (ok, t, time.time() - t), flush=True)
+    time.sleep(max(0, 0.1 - (time.time() - t)))
+'''
+
+
+class Poller:
+    """The HTTP client in the provider namespace."""
+
+    def __init__(self, netns, url):
+        self.results = []
+        self.proc = subprocess.Popen(
+            ['ip', 'netns', 'exec', netns, sys.executable, '-c', POLLER,
+             url], stdout=subprocess.PIPE, text=True)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            ok, t, dt = line.split()
+            self.results.append((ok == 'ok', float(t), float(dt)))
+
+    def mark(self):
+        return len(self.results)
+
+    def failed_since(self, mark):
+        return sum(1 for ok, _t, _dt in self.results[mark:] if not ok)
+
+    def max_gap_since(self, mark):
+        """The longest time between two answered requests (their ends),
+        in seconds: the service's outage as this client saw it."""
+        ends = [t + dt for ok, t, dt in self.results[mark:] if ok]
+        return round(max((b - a for a, b in zip(ends, ends[1:])),
+                         default=0), 3)
+
+    def stop(self):
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.thread.join(5)
+
+
+class LiveMigrationTest(base.IntegrationTestCase):
+
+    def setUp(self):
+        super().setUp()
+        if int(self.state.get('computes') or 1) < 2:
+            self.skipTest('the all-in-one runs one compute host: '
+                          'tools/allinone start --computes 2')
+        self.net = self.state['network']
+        self.host1, self.host2 = self.state['hosts'][:2]
+        self.host2_state = self.state['host2']
+        self.report = {}
+        self.addDetail('live-migration', content.Content(
+            content.UTF8_TEXT, lambda: [json.dumps(
+                self.report, sort_keys=True).encode()]))
+        self.addCleanup(self._record)
+
+    def _record(self):
+        if self.report:
+            with open(os.path.join(self.state['logs'],
+                                   'live-migration.jsonl'), 'a') as f:
+                f.write(json.dumps({'test': self.id().rsplit('.', 1)[-1],
+                                    'at': time.time(),
+                                    'report': self.report},
+                                   sort_keys=True) + '\n')
+
+    # -- helpers -------------------------------------------------------
+
+    def boot(self, tag, host):
+        image = self.container_image(SERVER_CMD, tag)
+        server = self.conn.compute.create_server(
+            name=self.name(tag), image_id=image.id,
+            flavor_id=self.flavor().id,
+            networks=[{'uuid': self.net['network_id']}],
+            availability_zone='nova:%s' % host)
+        self.addCleanup(self.delete, server.id)
+        server = self.wait_status(server, 'ACTIVE')
+        self.assertEqual(host, server.compute_host)
+        self.wait_console(server, 'serving')
+        return server
+
+    def address(self, server):
+        return [a['addr'] for a in server.addresses[self.net['network']]
+                if a['version'] == 4][0]
+
+    def mac(self, server):
+        return list(self.conn.network.ports(
+            device_id=server.id))[0].mac_address
+
+    def host_side(self, host):
+        if host == self.host1:
+            return 'qemu:///system', self.state['instances_path'], \
+                self.net['physical_interface']
+        return self.host2_state['libvirt_uri'], \
+            self.host2_state['instances_path'], \
+            self.host2_state['physical_interface']
+
+    def domain_state(self, host, server_id):
+        uri = self.host_side(host)[0]
+        conn = libvirt.open(uri)
+        try:
+            return conn.lookupByUUIDString(server_id).state()[0]
+        except libvirt.libvirtError:
+            return None
+        finally:
+            conn.close()
+
+    def macvtaps(self):
+        """{MAC: lower device} of the host's macvtap devices."""
+        out = subprocess.run(['ip', '-j', '-d', 'link', 'show', 'type',
+                              'macvtap'], capture_output=True, text=True,
+                             check=True).stdout
+        return {link.get('address'): link.get('link')
+                for link in json.loads(out or '[]')}
+
+    def assert_on(self, server, host):
+        """Running on ``host`` (domain, files, macvtap on its interface)
+        and nothing of it on the other."""
+        other = self.host2 if host == self.host1 else self.host1
+        server = self.conn.compute.get_server(server.id)
+        self.assertEqual(host, server.compute_host)
+        self.assertEqual(libvirt.VIR_DOMAIN_RUNNING,
+                         self.domain_state(host, server.id))
+        _uri, path, dev = self.host_side(host)
+        self.assertTrue(os.path.isdir(os.path.join(path, server.id)))
+        mac = self.mac(server)
+        deadline = time.monotonic() + 30
+        while True:
+            left = []
+            if self.domain_state(other, server.id) is not None:
+                left.append('domain')
+            if os.path.exists(os.path.join(self.host_side(other)[1],
+                                           server.id)):
+                left.append('instance directory')
+            taps = self.macvtaps()
+            if taps.get(mac) != dev:
+                left.append('macvtap %s on %s' % (mac, taps.get(mac)))
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                self.fail('%s on %s: left on %s: %s' % (
+                    server.name, host, other, ', '.join(left)))
+            time.sleep(0.5)
+
+    def ticks(self, server):
+        return [int(n) for n in re.findall(r'^tick (\d+)\s*$',
+                                           self.console(server), re.M)]
+
+    def assert_ticks_continue(self, server, before):
+        """The console shows every tick from the first on, and more than
+        ``before`` of them."""
+        deadline = time.monotonic() + 30
+        while True:
+            ticks = self.ticks(server)
+            if ticks and ticks[-1] > before + 2:
+                break
+            if time.monotonic() > deadline:
+                self.fail('no new ticks on the console after %d: %s'
+                          % (before, ticks[-5:]))
+            time.sleep(0.5)
+        first = ticks[0]
+        self.assertEqual(list(range(first, ticks[-1] + 1)), ticks,
+                         'ticks missing or repeated on the console')
+        return ticks[-1]
+
+    def wait_host(self, server, host, timeout=base.TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            server = self.conn.compute.get_server(server.id)
+            if server.status == 'ACTIVE' and not server.task_state and \
+                    server.compute_host == host:
+                return server
+            if server.status == 'ERROR':
+                self.fail('%s went to ERROR: %s' % (server.name,
+                                                    server.fault))
+            if time.monotonic() > deadline:
+                self.fail('%s is %s/%s on %s, not ACTIVE on %s after %ds'
+                          % (server.name, server.status, server.task_state,
+                             server.compute_host, host, timeout))
+            time.sleep(0.2)
+
+    def migrations(self, server):
+        return list(self.conn.compute.server_migrations(server))
+
+    # -- tests ---------------------------------------------------------
+
+    def test_spread_and_target(self):
+        """Placement has a resource provider per host; a server with no
+        target goes to the host the first one is not on (one after the
+        other: two requests at once may both see the same free host)."""
+        names = {rp.name for rp in self.conn.placement.resource_providers()}
+        self.assertTrue({self.host1, self.host2} <= names, names)
+        hosts = {self.create('spread-%d' % i).compute_host
+                 for i in range(2)}
+        self.assertEqual({self.host1, self.host2}, hosts)
+
+    def test_live_migration_there_and_back(self):
+        server = self.boot('lm', self.host1)
+        url = 'http://%s/' % self.address(server)
+        self.http_ready(url)
+        poller = Poller(self.net['netns'], url)
+        self.addCleanup(poller.stop)
+        time.sleep(2)
+        tick = self.assert_ticks_continue(server, 0)
+
+        # there, with the CLI
+        mark = poller.mark()
+        t0 = time.monotonic()
+        self.cli('--os-compute-api-version', '2.90', 'server', 'migrate',
+                 '--live-migration', '--host',
+                 self.host2, '--wait', server.id)
+        server = self.wait_host(server, self.host2)
+        self.report['there_s'] = round(time.monotonic() - t0, 2)
+        time.sleep(2)
+        self.report['there_failed'] = poller.failed_since(mark)
+        self.report['there_requests'] = poller.mark() - mark
+        self.report['there_max_gap_s'] = poller.max_gap_since(mark)
+        self.assert_on(server, self.host2)
+        tick = self.assert_ticks_continue(server, tick)
+
+        # and back, with openstacksdk
+        mark = poller.mark()
+        t0 = time.monotonic()
+        self.conn.compute.live_migrate_server(server, host=self.host1,
+                                              block_migration='auto')
+        server = self.wait_host(server, self.host1)
+        self.report['back_s'] = round(time.monotonic() - t0, 2)
+        time.sleep(2)
+        self.report['back_failed'] = poller.failed_since(mark)
+        self.report['back_requests'] = poller.mark() - mark
+        self.report['back_max_gap_s'] = poller.max_gap_since(mark)
+        self.assert_on(server, self.host1)
+        self.assert_ticks_continue(server, tick)
+        self.report['migrations'] = [
+            (m.source_compute, m.dest_compute, m.status)
+            for m in self.migrations_all(server)]
+        poller.stop()
+        self.assertLessEqual(self.report['there_failed'], MAX_FAILED,
+                             self.report)
+        self.assertLessEqual(self.report['back_failed'], MAX_FAILED,
+                             self.report)
+
+    def test_abort(self):
+        server = self.boot('lm-abort', self.host1)
+        # 1 MiB/s: the 128 MiB of RAM take minutes
+        conn = libvirt.open('qemu:///system')
+        try:
+            conn.lookupByUUIDString(server.id).migrateSetMaxSpeed(1)
+        finally:
+            conn.close()
+        self.conn.compute.live_migrate_server(server, host=self.host2,
+                                              block_migration='auto')
+        deadline = time.monotonic() + base.TIMEOUT
+        while True:
+            running = [m for m in self.migrations(server)
+                       if m.status == 'running']
+            # the disks are mirrored first (NBD), then the memory: either
+            # in progress (libvirt's speed limit applies to both)
+            if running and ((running[0].memory_processed_bytes or 0) +
+                            (running[0].disk_processed_bytes or 0)) > 0:
+                break
+            if time.monotonic() > deadline:
+                self.fail('no running migration of %s: %s' % (
+                    server.name, [(m.status, m.memory_processed_bytes)
+                                  for m in self.migrations(server)]))
+            time.sleep(0.5)
+        self.report['progress_at_abort'] = {
+            'memory_processed': running[0].memory_processed_bytes,
+            'memory_total': running[0].memory_total_bytes,
+            'disk_processed': running[0].disk_processed_bytes,
+            'disk_total': running[0].disk_total_bytes}
+        t0 = time.monotonic()
+        self.cli('--os-compute-api-version', '2.90', 'server', 'migration',
+                 'abort', server.id, str(running[0].id))
+        deadline = time.monotonic() + base.TIMEOUT
+        while True:
+            m = [m for m in self.migrations_all(server)
+                 if m.id == running[0].id]
+            if m and m[0].status in ('cancelled', 'error', 'failed'):
+                break
+            if time.monotonic() > deadline:
+                self.fail('migration %s not cancelled: %s' % (
+                    running[0].id, m and m[0].status))
+            time.sleep(0.5)
+        self.report['abort_s'] = round(time.monotonic() - t0, 2)
+        self.assertEqual('cancelled', m[0].status)
+        server = self.wait_host(server, self.host1)
+        self.assert_on(server, self.host1)
+        url = 'http://%s/' % self.address(server)
+        self.http_ready(url)
+        self.wait_console(server, 'tick', count=1)
+
+    # -- more helpers --------------------------------------------------
+
+    def migrations_all(self, server):
+        return [m for m in self.conn.compute.migrations(
+            instance_uuid=server.id)]
+
+    def http_ready(self, url, timeout=120):
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = subprocess.run(
+                ['ip', 'netns', 'exec', self.net['netns'], 'busybox',
+                 'wget', '-q', '-O', '-', url], capture_output=True,
+                text=True, timeout=30)
+            if proc.returncode == 0 and 'page from' in proc.stdout:
+                return
+            if time.monotonic() > deadline:
+                self.fail('%s does not answer from %s' % (
+                    url, self.net['netns']))
+            time.sleep(0.5)
