@@ -165,6 +165,9 @@ class TestMachine(testtools.TestCase):
                                         % (settings.ROOT, machine.INIT)))
         self.assertLess(script.index('make-rprivate'),
                         script.index('--rbind /dev'))
+        # the root is a mount point before anything is mounted on it
+        self.assertLess(script.index('mount --bind %s %s' % (
+            settings.ROOT, settings.ROOT)), script.index('--rbind /dev'))
 
     def test_enter_needs_a_running_machine(self):
         self.patch(machine, 'running_pid', lambda: None)

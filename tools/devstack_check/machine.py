@@ -168,6 +168,9 @@ def boot_script():
     return '; '.join([
         'set -e',
         'mount --make-rprivate /',
+        # its / must be a mount point, as a machine's is (ip netns and
+        # unshare --propagation remount it)
+        'mount --bind %s %s' % (r, r),
         'mount --rbind /dev %s/dev' % r,
         'mount -t tmpfs -o mode=1777 shm %s/dev/shm' % r,
         'mount -t proc proc %s/proc' % r,
