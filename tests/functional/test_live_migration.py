@@ -224,12 +224,7 @@ class TestLiveMigration(base.FunctionalTestCase):
         self._round_trip(self.container_image(TICKER))
 
     def test_disk_image_round_trip(self):
-        image = self.glance.add(
-            images.disk_image('fs'), 'raw',
-            properties={'os_command_line':
-                        'init=/bin/sh -- -c "%s"' % TICKER.replace(
-                            'busybox ', '').replace('"', '')})
-        self._round_trip(image)
+        self._round_trip(self.disk_image())
 
     def test_abort_leaves_it_on_the_source(self):
         inst = self.spawn_on(self.h1, self.container_image(TICKER))
@@ -249,11 +244,24 @@ class TestLiveMigration(base.FunctionalTestCase):
         self.assert_runs_on(self.h1, inst)
         self.wait_ticks(self.h1, inst, last + 5)
 
+    def disk_image(self):
+        return self.glance.add(
+            images.disk_image('fs'), 'raw',
+            properties={'os_command_line':
+                        'init=/bin/sh -- -c "%s"' % TICKER.replace(
+                            'busybox ', '').replace('"', '')})
+
     def test_paused_container_stays_paused(self):
+        self._paused(self.container_image(TICKER))
+
+    def test_paused_disk_image_stays_paused(self):
+        self._paused(self.disk_image())
+
+    def _paused(self, image):
         """A guest paused (Nova's pause) before its live migration arrives
         paused, its memory and disk intact, and runs on when unpaused
         (tempest's test_live_block_migration_paused)."""
-        inst = self.spawn_on(self.h1, self.container_image(TICKER))
+        inst = self.spawn_on(self.h1, image)
         before = self.wait_ticks(self.h1, inst, 3)
         mark = before[-1][1]
         with self.on(self.h1) as drv:
