@@ -418,18 +418,22 @@ class Guest:
         return self._domain.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
 
     def live_migrate(self, dest_uri, dest_xml, migrate_disks,
-                     migrate_uri=None, listen_address=None):
+                     migrate_uri=None, listen_address=None, paused=False):
         """Peer-to-peer live migration to the libvirtd at ``dest_uri`` (as
         this domain's libvirtd resolves it) with the ``migrate_disks``
         copied (block migration of the local writable disks over QEMU's
         NBD; the destination pre-created them), defined there from
         ``dest_xml`` and undefined here.  Returns when libvirt is done;
         libvirt's error (VIR_ERR_OPERATION_ABORTED after
-        :meth:`abort_job`) otherwise, the domain still running here."""
+        :meth:`abort_job`) otherwise, the domain still running here.
+        ``paused``: its vCPUs stay stopped at the destination
+        (``VIR_MIGRATE_PAUSED``)."""
         flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
                  libvirt.VIR_MIGRATE_PERSIST_DEST |
                  libvirt.VIR_MIGRATE_UNDEFINE_SOURCE |
                  libvirt.VIR_MIGRATE_NON_SHARED_INC)
+        if paused:
+            flags |= libvirt.VIR_MIGRATE_PAUSED
         params = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml,
                   libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: dest_xml,
                   libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: list(

@@ -46,6 +46,7 @@ from oslo_utils import excutils
 from oslo_utils import netutils
 from oslo_utils import units
 
+from nova.compute import power_state
 import nova.conf
 from nova import exception
 from nova.network import model as network_model
@@ -68,7 +69,8 @@ FACTS_FIELD = 'filename'
 MONITOR_INTERVAL = 0.5
 PROGRESS_EVERY = 4          # monitor intervals between Migration.save()
 
-# uuid -> {'guest': Guest, 'paused': bool} of migrations in progress here
+# uuid -> {'guest': Guest, 'paused': bool (by force-complete),
+# 'was_paused': bool (before the migration)} of migrations in progress here
 _active = {}
 _active_lock = threading.Lock()
 
@@ -288,14 +290,26 @@ def rollback_at_destination(drv, instance, network_info, destroy_disks,
         drv._files(instance).remove()
 
 
+def _restore_source(guest, entry):
+    """After a failed or cancelled migration: the guest as it was before
+    it, paused if it was (:func:`live_migration` resumed it for the
+    migration), else running (force-complete paused it)."""
+    if not entry or guest is None or not guest.is_active():
+        return
+    state = guest.get_power_state()
+    if entry['was_paused']:
+        if state != power_state.PAUSED:
+            guest.pause()
+    elif entry['paused'] and state == power_state.PAUSED:
+        guest.resume()
+
+
 def rollback_at_source(drv, instance):
-    """The guest runs on here; resume it if force-complete paused it."""
+    """The guest stays here: as it was before the migration."""
     with _active_lock:
         entry = _active.pop(instance.uuid, None)
-    if entry and entry['paused']:
-        guest = drv.host.find(instance.uuid)
-        if guest is not None and guest.is_active():
-            guest.resume()
+    if entry:
+        _restore_source(drv.host.find(instance.uuid), entry)
 
 
 # -- source ----------------------------------------------------------------
@@ -352,17 +366,29 @@ def live_migration(drv, context, instance, dest, post_method, recover_method,
         recover_method(context, instance, dest, migrate_data)
         return
     result = {}
+    # A guest paused before (Nova's pause): QEMU 7.2 aborts on the source
+    # (bdrv_inactivate_recurse: "!(bs->open_flags & BDRV_O_INACTIVE)")
+    # when a stopped VM's NBD block migration completes, as its disks are
+    # inactivated twice.  So it runs for the migration and arrives paused
+    # (VIR_MIGRATE_PAUSED); a failed one pauses it here again.
+    was_paused = guest.get_power_state() == power_state.PAUSED
 
     def run():
         try:
+            if was_paused:
+                guest.resume()
             guest.live_migrate(uri, xml, disks,
                                'tcp://%s' % netutils.escape_ipv6(addr)
-                               if addr else None, addr)
+                               if addr else None, addr, paused=was_paused)
         except Exception as e:
             result['error'] = e
 
     with _active_lock:
-        _active[instance.uuid] = {'guest': guest, 'paused': False}
+        _active[instance.uuid] = {'guest': guest, 'paused': False,
+                                  'was_paused': was_paused}
+    if was_paused:
+        LOG.info('The guest is paused: it runs for its live migration and '
+                 'stays paused at the destination', instance=instance)
     t0 = time.monotonic()
     thread = threading.Thread(target=run, daemon=True,
                               name='live-migration-%s' % instance.uuid)
@@ -400,11 +426,14 @@ def live_migration(drv, context, instance, dest, post_method, recover_method,
                   {'d': dest, 't': elapsed, 'e': err}, instance=instance)
         recover_method(context, instance, dest, migrate_data)
     with _active_lock:
-        # rollback_at_source (Nova calls it from recover_method) resumes a
-        # guest force-complete paused; if it did not run, do it here
+        # rollback_at_source (Nova calls it from recover_method) restores
+        # the guest's state; if it did not run, do it here
         entry = _active.pop(instance.uuid, None)
-    if entry and entry['paused'] and guest.is_active():
-        guest.resume()
+    try:
+        _restore_source(guest, entry)
+    except Exception as e:
+        LOG.error('Could not restore the guest\'s state after the failed '
+                  'live migration: %s', e, instance=instance)
 
 
 def _active_guest(instance):

@@ -224,12 +224,7 @@ class TestLiveMigration(base.FunctionalTestCase):
         self._round_trip(self.container_image(TICKER))
 
     def test_disk_image_round_trip(self):
-        image = self.glance.add(
-            images.disk_image('fs'), 'raw',
-            properties={'os_command_line':
-                        'init=/bin/sh -- -c "%s"' % TICKER.replace(
-                            'busybox ', '').replace('"', '')})
-        self._round_trip(image)
+        self._round_trip(self.disk_image())
 
     def test_abort_leaves_it_on_the_source(self):
         inst = self.spawn_on(self.h1, self.container_image(TICKER))
@@ -248,3 +243,73 @@ class TestLiveMigration(base.FunctionalTestCase):
         self.assert_left(self.h2, inst)
         self.assert_runs_on(self.h1, inst)
         self.wait_ticks(self.h1, inst, last + 5)
+
+    def disk_image(self):
+        return self.glance.add(
+            images.disk_image('fs'), 'raw',
+            properties={'os_command_line':
+                        'init=/bin/sh -- -c "%s"' % TICKER.replace(
+                            'busybox ', '').replace('"', '')})
+
+    def test_paused_container_stays_paused(self):
+        self._paused(self.container_image(TICKER))
+
+    def test_paused_disk_image_stays_paused(self):
+        self._paused(self.disk_image())
+
+    def _paused(self, image):
+        """A guest paused (Nova's pause) before its live migration arrives
+        paused, its memory and disk intact, and runs on when unpaused
+        (tempest's test_live_block_migration_paused)."""
+        inst = self.spawn_on(self.h1, image)
+        before = self.wait_ticks(self.h1, inst, 3)
+        mark = before[-1][1]
+        with self.on(self.h1) as drv:
+            drv.pause(inst)
+            self.assertEqual(power_state.PAUSED, drv.get_info(inst).state)
+        time.sleep(1)
+        last = self.ticks(self.h1, inst)[-1][0]
+        result, took = self.migrate(inst, self.h1, self.h2)
+        self.assertEqual('post', result)
+        self.assert_left(self.h1, inst)
+        with self.on(self.h2) as drv:
+            self.assertEqual(power_state.PAUSED, drv.get_info(inst).state)
+            self.assertIn(inst.uuid, drv.list_instance_uuids())
+        # paused at the destination: no tick there
+        time.sleep(1)
+        paused_at = self.ticks(self.h2, inst)[-1][0]
+        time.sleep(1)
+        self.assertEqual(paused_at, self.ticks(self.h2, inst)[-1][0])
+        with self.on(self.h2) as drv:
+            drv.unpause(inst)
+            self.assertEqual(power_state.RUNNING, drv.get_info(inst).state)
+        after = self.wait_ticks(self.h2, inst, paused_at + 3)
+        numbers = [n for n, _m in after]
+        self.assertEqual(list(range(numbers[0], numbers[-1] + 1)), numbers)
+        self.assertLessEqual(numbers[0], last)
+        self.assertEqual({mark}, {m for _n, m in after})
+        self.addDetail('migration', content.text_content(
+            'paused host1->host2: %.2fs; ticks %d at the pause, %d on '
+            'arrival' % (took, last, paused_at)))
+
+    def test_abort_leaves_a_paused_guest_paused(self):
+        inst = self.spawn_on(self.h1, self.container_image(TICKER))
+        self.wait_ticks(self.h1, inst, 3)
+        with self.on(self.h1) as drv:
+            drv.pause(inst)
+
+        def abort():
+            with contextlib.suppress(Exception):
+                self.h1.drv.live_migration_abort(inst)
+        conn = libvirt.open(self.h1.uri)
+        dom = conn.lookupByUUIDString(inst.uuid)
+        result, took = self.migrate(inst, self.h1, self.h2, during=(
+            lambda: (dom.migrateSetMaxSpeed(1, 0), abort())))
+        conn.close()
+        self.assertEqual('cancelled', result)
+        self.assert_left(self.h2, inst)
+        with self.on(self.h1) as drv:
+            self.assertEqual(power_state.PAUSED, drv.get_info(inst).state)
+            last = self.ticks(self.h1, inst)[-1][0]
+            drv.unpause(inst)
+        self.wait_ticks(self.h1, inst, last + 3)

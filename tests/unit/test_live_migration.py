@@ -281,6 +281,58 @@ class TestLiveMigration(test_driver.DriverTestCase):
         t.join(10)
         self.assertEqual(libvirt.VIR_DOMAIN_RUNNING, self.dom.st)
 
+    def test_paused_guest_runs_for_the_migration_and_arrives_paused(self):
+        self.dom.suspend()
+        states = []
+        self.dom.on_migrate = lambda dom: states.append(dom.st)
+        self.assertEqual(['post'], self._live_migrate())
+        # QEMU 7.2 aborts block-migrating a stopped VM: it runs meanwhile
+        self.assertEqual([libvirt.VIR_DOMAIN_RUNNING], states)
+        _uri, _params, flags = self.dom.migrated
+        self.assertTrue(flags & libvirt.VIR_MIGRATE_PAUSED)
+
+    def test_running_guest_is_not_migrated_paused(self):
+        self.assertEqual(['post'], self._live_migrate())
+        self.assertFalse(self.dom.migrated[2] & libvirt.VIR_MIGRATE_PAUSED)
+
+    def test_failed_migration_of_a_paused_guest_pauses_it_again(self):
+        self.dom.suspend()
+        self.dom.migrate_error = libvirt.VIR_ERR_OPERATION_FAILED
+        self.assertEqual(['error'], self._live_migrate())
+        self.assertEqual(libvirt.VIR_DOMAIN_PAUSED, self.dom.st)
+
+    def test_rollback_at_source_pauses_a_guest_paused_before(self):
+        self.dom.suspend()
+        self.dom.migrate_error = libvirt.VIR_ERR_OPERATION_ABORTED
+        seen = []
+
+        def recover(ctx, instance, dest, md, migration_status='error'):
+            # as Nova's _rollback_live_migration: the driver's rollback
+            seen.append((migration_status, self.dom.st))
+            self.drv.rollback_live_migration_at_source(ctx, instance, md)
+            seen.append(self.dom.st)
+        self.drv.live_migration(self.ctx, self.inst, 'host2', None, recover,
+                                True, self._migrate_data())
+        self.assertEqual([('cancelled', libvirt.VIR_DOMAIN_RUNNING),
+                          libvirt.VIR_DOMAIN_PAUSED], seen)
+
+    def test_force_complete_of_a_paused_guest_keeps_it_paused(self):
+        started, release = threading.Event(), threading.Event()
+
+        def on_migrate(dom):
+            started.set()
+            release.wait(10)
+        self.dom.suspend()
+        self.dom.on_migrate = on_migrate
+        self.dom.migrate_error = libvirt.VIR_ERR_OPERATION_FAILED
+        t = threading.Thread(target=self._live_migrate)
+        t.start()
+        self.assertTrue(started.wait(10))
+        self.drv.live_migration_force_complete(self.inst)
+        release.set()
+        t.join(10)
+        self.assertEqual(libvirt.VIR_DOMAIN_PAUSED, self.dom.st)
+
     def test_console_history_is_shown_first(self):
         files = self.drv._files(self.inst)
         with open(files.console_history, 'wb') as f:
