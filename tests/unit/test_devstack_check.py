@@ -92,6 +92,10 @@ class TestRepos(testtools.TestCase):
                           ('neutron', 'neutron', '29.0.0'),
                           ('tempest', 'tempest', '47.0.0')], got)
 
+    def test_tempest_is_the_all_in_ones_pin(self):
+        from tools.aio import tempest
+        self.assertEqual(tempest.TEMPEST_VERSION, repos.aio_tempest_version())
+
     def test_a_service_not_pinned_is_an_error(self):
         path = self.useFixture(
             __import__('fixtures').TempDir()).join('c.txt')

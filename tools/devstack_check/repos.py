@@ -16,6 +16,7 @@ repository with one commit of an unpacked sdist, tagged with its version
 - devstack itself from the snapshot tarball, in ``/opt/stack/devstack``.
 """
 
+import ast
 import hashlib
 import json
 import os
@@ -64,8 +65,7 @@ def service_versions(constraints=None, tempest_version=None):
     """[(repo, pypi name, version)] for the services devstack clones."""
     found = pins(constraints or settings.CONSTRAINTS)
     if tempest_version is None:
-        from tools.aio import tempest
-        tempest_version = tempest.TEMPEST_VERSION
+        tempest_version = aio_tempest_version()
     found['tempest'] = tempest_version
     out = []
     for repo, pypi in settings.SERVICE_REPOS:
@@ -73,6 +73,19 @@ def service_versions(constraints=None, tempest_version=None):
             raise ValueError('%s is not pinned in %s' % (pypi, constraints))
         out.append((repo, pypi, found[canonical(pypi)]))
     return out
+
+
+def aio_tempest_version(path=os.path.join(settings.PROJECT, 'tools', 'aio',
+                                          'tempest.py')):
+    """The all-in-one's tempest pin (TEMPEST_VERSION), read from its
+    source: importing tools.aio needs the all-in-one's environment."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and
+                getattr(node.targets[0], 'id', None) == 'TEMPEST_VERSION'):
+            return ast.literal_eval(node.value)
+    raise ValueError('no TEMPEST_VERSION in %s' % path)
 
 
 def global_requirements(constraints_text):
