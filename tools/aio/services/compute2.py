@@ -124,9 +124,11 @@ def start():
         # running in its namespace until it comes back), its compute
         # service is disabled first, while it runs (Nova's API asks the
         # compute host to set its provider's COMPUTE_STATUS_DISABLED trait:
-        # a host that is down costs an RPC timeout)
-        if process.running_pid('nova-compute-2'):
-            _service(enable=False)
+        # a host that is down costs an RPC timeout).  Disabled even when
+        # it no longer runs (stopped by a restart, or killed): an enabled
+        # host 2 that Nova still counts as up for service_down_time would
+        # be given new servers that never build.
+        _service(enable=False)
         stop()
         return
     process.say('host 2 (%s): libvirtd + virtlogd in a mount namespace '
