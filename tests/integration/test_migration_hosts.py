@@ -87,19 +87,6 @@ class MigrationHostsTest(two_hosts.TwoHostsTestCase):
                  'root_kib': int(k)}
                 for b, m, c, k in REPORT.findall(self.console(server))]
 
-    def wait_reports(self, server, count, timeout=base.TIMEOUT):
-        """The console's reports once there are ``count`` of them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            reports = self.reports(server)
-            if len(reports) >= count:
-                return reports
-            if time.monotonic() > deadline:
-                self.fail('%d boot reports, not %d, in the console of %s:\n'
-                          '%s' % (len(reports), count, server.name,
-                                  self.console(server)[-2000:]))
-            time.sleep(0.5)
-
     def wait_boot(self, server, boot, timeout=base.TIMEOUT):
         """The last report once it is of boot number ``boot``."""
         deadline = time.monotonic() + timeout
@@ -168,7 +155,8 @@ class MigrationHostsTest(two_hosts.TwoHostsTestCase):
         self.assert_on(server, self.host1)
         # the original's console log with the boot after the revert: the
         # disk as it was at the migration (one boot before), its mark
-        reports = self.wait_reports(server, 2)
+        self.wait_boot(server, 2)
+        reports = self.reports(server)
         self.assertEqual([1, 2], [r['boot'] for r in reports])
         self.assertEqual({first['mark']}, {r['mark'] for r in reports})
 
