@@ -17,8 +17,9 @@ request Nova's API gets from ``openstack server migrate
 ``libvirt_ms``  libvirt's own ``time_elapsed`` of the completed job
 ``downtime_ms`` libvirt's ``downtime`` of it: the guest stopped between
                 the last memory pass and the start at the destination
-``memory_mib``  memory sent, ``iterations`` its passes; ``disk_mib`` the
-                writable disk mirrored
+``memory_mib``  memory sent, ``iterations`` its passes; ``disk_mib``
+                libvirt's ``disk_processed`` (0 here: the NBD mirror of
+                the writable disk is not counted in it)
 
 The last four come from the destination's completed job statistics, which
 the driver logs in ``post_live_migration_at_destination`` ("Live
