@@ -444,11 +444,17 @@ class Guest:
             params[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] = listen_address
         self._domain.migrateToURI3(dest_uri, params, flags)
 
-    def job_stats(self):
+    def job_stats(self, completed=False):
         """virDomainGetJobStats of the job in progress as a dict ({} when
-        there is none or the domain left)."""
+        there is none or the domain left); ``completed``: of the last
+        completed job (at a migration's destination: the migration's,
+        ``downtime`` and ``time_elapsed`` in ms), kept for later readers."""
+        flags = 0
+        if completed:
+            flags = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | getattr(
+                libvirt, 'VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED', 2)
         try:
-            return self._domain.jobStats(0) or {}
+            return self._domain.jobStats(flags) or {}
         except libvirt.libvirtError:
             return {}
 

@@ -25,6 +25,7 @@ import libvirt
 from testtools import content
 
 from tests.integration import base
+from tests.integration import two_hosts
 
 MAX_FAILED = 3
 SERVER_CMD = (
@@ -84,16 +85,10 @@ class Poller:
         self.thread.join(5)
 
 
-class LiveMigrationTest(base.IntegrationTestCase):
+class LiveMigrationTest(two_hosts.TwoHostsTestCase):
 
     def setUp(self):
         super().setUp()
-        if int(self.state.get('computes') or 1) < 2:
-            self.skipTest('the all-in-one runs one compute host: '
-                          'tools/allinone start --computes 2')
-        self.net = self.state['network']
-        self.host1, self.host2 = self.state['hosts'][:2]
-        self.host2_state = self.state['host2']
         self.report = {}
         self.addDetail('live-migration', content.Content(
             content.UTF8_TEXT, lambda: [json.dumps(
@@ -112,80 +107,7 @@ class LiveMigrationTest(base.IntegrationTestCase):
     # -- helpers -------------------------------------------------------
 
     def boot(self, tag, host):
-        image = self.container_image(SERVER_CMD, tag)
-        server = self.conn.compute.create_server(
-            name=self.name(tag), image_id=image.id,
-            flavor_id=self.flavor().id,
-            networks=[{'uuid': self.net['network_id']}],
-            availability_zone='nova:%s' % host)
-        self.addCleanup(self.delete, server.id)
-        server = self.wait_status(server, 'ACTIVE')
-        self.assertEqual(host, server.compute_host)
-        self.wait_console(server, 'serving')
-        return server
-
-    def address(self, server):
-        return [a['addr'] for a in server.addresses[self.net['network']]
-                if a['version'] == 4][0]
-
-    def mac(self, server):
-        return list(self.conn.network.ports(
-            device_id=server.id))[0].mac_address
-
-    def host_side(self, host):
-        if host == self.host1:
-            return 'qemu:///system', self.state['instances_path'], \
-                self.net['physical_interface']
-        return self.host2_state['libvirt_uri'], \
-            self.host2_state['instances_path'], \
-            self.host2_state['physical_interface']
-
-    def domain_state(self, host, server_id):
-        uri = self.host_side(host)[0]
-        conn = libvirt.open(uri)
-        try:
-            return conn.lookupByUUIDString(server_id).state()[0]
-        except libvirt.libvirtError:
-            return None
-        finally:
-            conn.close()
-
-    def macvtaps(self):
-        """{MAC: lower device} of the host's macvtap devices."""
-        out = subprocess.run(['ip', '-j', '-d', 'link', 'show', 'type',
-                              'macvtap'], capture_output=True, text=True,
-                             check=True).stdout
-        return {link.get('address'): link.get('link')
-                for link in json.loads(out or '[]')}
-
-    def assert_on(self, server, host):
-        """Running on ``host`` (domain, files, macvtap on its interface)
-        and nothing of it on the other."""
-        other = self.host2 if host == self.host1 else self.host1
-        server = self.conn.compute.get_server(server.id)
-        self.assertEqual(host, server.compute_host)
-        self.assertEqual(libvirt.VIR_DOMAIN_RUNNING,
-                         self.domain_state(host, server.id))
-        _uri, path, dev = self.host_side(host)
-        self.assertTrue(os.path.isdir(os.path.join(path, server.id)))
-        mac = self.mac(server)
-        deadline = time.monotonic() + 30
-        while True:
-            left = []
-            if self.domain_state(other, server.id) is not None:
-                left.append('domain')
-            if os.path.exists(os.path.join(self.host_side(other)[1],
-                                           server.id)):
-                left.append('instance directory')
-            taps = self.macvtaps()
-            if taps.get(mac) != dev:
-                left.append('macvtap %s on %s' % (mac, taps.get(mac)))
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                self.fail('%s on %s: left on %s: %s' % (
-                    server.name, host, other, ', '.join(left)))
-            time.sleep(0.5)
+        return self.boot_on(tag, host, SERVER_CMD, 'serving')
 
     def ticks(self, server):
         return [int(n) for n in re.findall(r'^tick (\d+)\s*$',
@@ -207,22 +129,6 @@ class LiveMigrationTest(base.IntegrationTestCase):
         self.assertEqual(list(range(first, ticks[-1] + 1)), ticks,
                          'ticks missing or repeated on the console')
         return ticks[-1]
-
-    def wait_host(self, server, host, timeout=base.TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while True:
-            server = self.conn.compute.get_server(server.id)
-            if server.status == 'ACTIVE' and not server.task_state and \
-                    server.compute_host == host:
-                return server
-            if server.status == 'ERROR':
-                self.fail('%s went to ERROR: %s' % (server.name,
-                                                    server.fault))
-            if time.monotonic() > deadline:
-                self.fail('%s is %s/%s on %s, not ACTIVE on %s after %ds'
-                          % (server.name, server.status, server.task_state,
-                             server.compute_host, host, timeout))
-            time.sleep(0.2)
 
     def migrations(self, server):
         return list(self.conn.compute.server_migrations(server))

@@ -265,6 +265,8 @@ class FakeDomain:
     # migrate_error (a libvirt error code) or on_migrate(domain).
     migrate_error = None
     on_migrate = None
+    # jobStats(VIR_DOMAIN_JOB_STATS_COMPLETED)
+    completed_job = {}
 
     def migrateToURI3(self, uri, params, flags):
         self._running()
@@ -277,6 +279,8 @@ class FakeDomain:
         self.conn.domains.pop(self._uuid, None)
 
     def jobStats(self, flags):
+        if flags & libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED:
+            return dict(self.completed_job)
         self._running()
         return {'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED,
                 'memory_total': 100, 'memory_processed': 40,

@@ -344,3 +344,23 @@ class TestLiveMigration(test_driver.DriverTestCase):
             self.assertEqual(b'before\nafter\n',
                              self.drv.get_console_output(self.ctx,
                                                          self.inst))
+
+    def test_destination_logs_the_completed_migrations_figures(self):
+        self.dom.completed_job = {'time_elapsed': 900, 'downtime': 48,
+                                  'memory_processed': 64 << 20,
+                                  'memory_iteration': 3,
+                                  'disk_processed': 16 << 20}
+        logs = self.useFixture(fixtures.FakeLogger(
+            name='nova_clear.live_migration'))
+        self.drv.post_live_migration_at_destination(self.ctx, self.inst, [],
+                                                    True)
+        self.assertIn('Live migration completed: 900 ms (libvirt), '
+                      'downtime 48 ms, memory 64.0 MiB sent in 3 '
+                      'iterations, disks 16.0 MiB', logs.output)
+
+    def test_destination_without_completed_figures_logs_none(self):
+        logs = self.useFixture(fixtures.FakeLogger(
+            name='nova_clear.live_migration'))
+        self.drv.post_live_migration_at_destination(self.ctx, self.inst, [],
+                                                    True)
+        self.assertNotIn('completed', logs.output)
