@@ -258,6 +258,10 @@ if [[ $# -gt 0 ]] && is_service_enabled n-cpu; then
         echo_summary "nova-clear: installing nova-clear into nova's environment"
         install_nova_clear
     elif [[ $1 == stack && $2 == post-config ]]; then
+        # the guest assets before nova-compute starts (its init_host
+        # refuses to run without them)
+        echo_summary "nova-clear: guest assets"
+        build_nova_clear_guest
         echo_summary "nova-clear: compute_driver = clear.ClearDriver"
         configure_nova_clear "$NOVA_CONF"
         if nova_clear_uses_macvtap; then
@@ -268,8 +272,7 @@ if [[ $# -gt 0 ]] && is_service_enabled n-cpu; then
             configure_nova_clear_macvtap_agent "/$NEUTRON_CORE_PLUGIN_CONF"
         fi
     elif [[ $1 == stack && $2 == extra ]]; then
-        echo_summary "nova-clear: guest assets, sample images, flavors"
-        build_nova_clear_guest
+        echo_summary "nova-clear: sample images, flavors"
         create_nova_clear_images_and_flavors
         if nova_clear_uses_macvtap; then
             echo_summary "nova-clear: provider network $NOVA_CLEAR_NETWORK"

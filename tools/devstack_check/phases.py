@@ -110,8 +110,12 @@ def stack():
 
 
 def openstack(args, cloud='devstack'):
-    return machine.output('openstack --os-cloud %s %s' % (cloud, args),
-                          user='stack')
+    try:
+        return machine.output('openstack --os-cloud %s %s' % (cloud, args),
+                              user='stack')
+    except subprocess.CalledProcessError as e:
+        what = args.split(' -')[0]
+        raise Failure('openstack %s exited %d' % (what, e.returncode))
 
 
 def servers():

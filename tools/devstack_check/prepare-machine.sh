@@ -67,6 +67,28 @@ LimitMEMLOCK=64M
 WantedBy=multi-user.target
 UNIT
 
+# D-Bus (libvirtd 11 asks for the system bus): Debian's unit takes its
+# socket from systemd (--address=systemd:); this one makes its own.
+cat > /etc/systemd/system/dbus.service <<'UNIT'
+# tools/devstack-check: Debian's dbus.service listens on the socket systemd
+# passes it (--address=systemd:); here dbus-daemon makes its own socket.
+[Unit]
+Description=D-Bus System Message Bus
+[Service]
+Type=simple
+ExecStartPre=/bin/mkdir -p /run/dbus
+ExecStart=/usr/bin/dbus-daemon --system --nofork --nopidfile
+[Install]
+WantedBy=multi-user.target
+UNIT
+
+# libvirt runs each QEMU in a private mount namespace with its own /dev;
+# inside this machine (its /dev is this host's, bound in) QEMU then found
+# no /dev/urandom and did not start.  No such namespace here (devstack's
+# apt keeps this file: --force-confold; it appends its own settings).
+mkdir -p /etc/libvirt
+echo 'namespaces = []' > /etc/libvirt/qemu.conf
+
 # This host's kernel has no iSCSI (iscsid: "can not create NETLINK_ISCSI
 # socket"), and devstack's lib/nova restarts iscsid unconditionally for
 # Cinder's LVM/iSCSI volumes, which this check does not enable: iscsid is
