@@ -50,7 +50,7 @@ def main(argv):
         print('the machine is left as it is: tools/devstack-check shell '
               'to look inside, tools/devstack-check down to stop it')
         return 1
-    print('devstack-check: every phase passed')
+    print('devstack-check: %s: passed' % ' '.join(names))
     return 0
 
 
