@@ -49,13 +49,16 @@ cat > /etc/systemd/system/libvirtd.service <<'UNIT'
 # tools/devstack-check: Debian's libvirtd.service for a machine whose PID 1
 # is not systemd (no socket activation, the systemctl stand-in's types):
 # libvirtd makes its own sockets and does not exit when idle, virtlogd is
-# started first (virtlogd.socket would have started it).
+# started first (virtlogd.socket would have started it), and so is D-Bus
+# (started at boot on a real host; libvirtd started without it refuses
+# every unprivileged client: "Unable to get system bus connection").
 [Unit]
 Description=libvirt legacy monolithic daemon
 After=network.target
 [Service]
 Type=notify
 ExecStartPre=-/bin/systemctl start virtlogd
+ExecStartPre=-/bin/systemctl start dbus
 ExecStart=/usr/sbin/libvirtd
 ExecReload=/bin/kill -HUP $MAINPID
 KillMode=process
