@@ -38,8 +38,10 @@ class TestLocalConf(testtools.TestCase):
         localrc = self.text.split('[[local|localrc]]\n', 1)[1]
         localrc = localrc.split('[[', 1)[0]
         self.assertIn('GIT_BASE=file:///opt/git\n', localrc)
+        self.assertIn('TEMPEST_VENV_UPPER_CONSTRAINTS=/opt/stack/'
+                      'requirements/upper-constraints.txt\n', localrc)
         for setting, why in localconf.FORCED:
-            line = setting.format(git_base='/opt/git')
+            line = setting.format(git_base='/opt/git', stack_home='/opt/stack')
             self.assertIn('# %s\n%s\n' % (why, line), localrc)
         # the sample's own settings stay
         self.assertIn('VIRT_DRIVER=libvirt\n', localrc)
@@ -144,6 +146,25 @@ class TestRepos(testtools.TestCase):
                               'master'], check=True, stdout=subprocess.PIPE,
                              text=True).stdout.strip()
         self.assertEqual('1.2.3', tag)
+
+    def test_os_test_images_stand_in_generates_an_empty_manifest(self):
+        # what devstack's lib/tempest does with it: clone master, run the
+        # generate env's commands in the tree, read images/manifest.yaml
+        import configparser
+        import subprocess
+        import yaml
+        tmp = self.useFixture(__import__('fixtures').TempDir()).path
+        bare = repos.make_os_test_images(tmp, tmp)
+        clone = os.path.join(tmp, 'clone')
+        subprocess.run(['git', 'clone', '-q', '-b', 'master', bare, clone],
+                       check=True)
+        tox = configparser.ConfigParser()
+        tox.read(os.path.join(clone, 'tox.ini'))
+        self.assertIn('generate', tox['tox']['envlist'])
+        subprocess.run(tox['testenv']['commands'].split(), cwd=clone,
+                       check=True)
+        with open(os.path.join(clone, 'images', 'manifest.yaml')) as f:
+            self.assertEqual({'images': []}, yaml.safe_load(f))
 
 
 class TestMachine(testtools.TestCase):

@@ -17,6 +17,11 @@ FORCED = (
     ('disable_service dstat',
      'dstat installs pcp, whose package scripts fail unless systemd is '
      'PID 1 (here a systemctl stand-in runs devstack\'s units)'),
+    ('TEMPEST_VENV_UPPER_CONSTRAINTS={stack_home}/requirements/'
+     'upper-constraints.txt',
+     'devstack\'s default, master, reads releases.openstack.org, which is '
+     'not reachable: the requirements repository\'s upper-constraints '
+     '(constraints.txt) instead'),
     ('disable_service n-novnc',
      'devstack clones noVNC from GitHub; the serial console (n-sproxy) is '
      'the console Clear Containers have'),
@@ -51,8 +56,9 @@ def ini_sections(sections):
     return out
 
 
-def build(sample_text, zuul_text, job_name, git_base):
-    """The local.conf text."""
+def build(sample_text, zuul_text, job_name, git_base,
+          stack_home='/opt/stack'):
+    """The local.conf text (devstack's DEST is ``stack_home``)."""
     job = zuul_job(zuul_text, job_name)
     urls = plugin_urls(git_base)
 
@@ -70,7 +76,7 @@ def build(sample_text, zuul_text, job_name, git_base):
               '---']
     for setting, why in FORCED:
         forced.append('# %s' % why)
-        forced.append(setting.format(git_base=git_base))
+        forced.append(setting.format(git_base=git_base, stack_home=stack_home))
     text = text.replace('[[local|localrc]]\n',
                         '[[local|localrc]]\n' + '\n'.join(forced[1:]) +
                         '\n# --- end of forced settings ---\n\n', 1)

@@ -53,7 +53,7 @@ def read(path):
 def local_conf_text():
     return localconf.build(read(settings.SAMPLE_LOCAL_CONF),
                            read(settings.ZUUL_YAML), settings.ZUUL_JOB,
-                           settings.GIT_BASE)
+                           settings.GIT_BASE, settings.STACK_HOME)
 
 
 def prepare():

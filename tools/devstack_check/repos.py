@@ -13,6 +13,12 @@ repository with one commit of an unpacked sdist, tagged with its version
   with ``upper-constraints.txt`` = ``constraints.txt`` and a
   ``global-requirements.txt`` naming the same packages unpinned;
 - ``x/nova-clear``: this project's committed HEAD, as branch master;
+- ``os-test-images``: not on PyPI, so a stand-in (``OS_TEST_IMAGES``):
+  devstack's ``lib/tempest`` clones it and runs ``tox -egenerate`` for
+  tempest's ``[image] images_manifest_file``, read only by the image
+  format tests (``tempest.api.image.v2.test_images_formats``), which the
+  Zuul job's selection does not run; the stand-in's manifest lists no
+  images, so tempest generates none of those tests;
 - devstack itself from the snapshot tarball, in ``/opt/stack/devstack``.
 """
 
@@ -185,6 +191,7 @@ def make_all(root=settings.ROOT):
         commit_tree(tree, bare, message='requirements: %s %s tools, '
                     'nova-clear constraints' % (name, version))
         made.append(bare)
+        made.append(make_os_test_images(base, tmp))
         bare = os.path.join(base, 'x', 'nova-clear.git')
         if os.path.exists(bare):
             shutil.rmtree(bare)
@@ -199,6 +206,39 @@ def make_all(root=settings.ROOT):
                               'refs/heads/master'], check=True)
         made.append(bare)
     return made
+
+
+# The os-test-images stand-in: what devstack's lib/tempest uses of it
+OS_TEST_IMAGES = {
+    'README': (
+        'A stand-in for openstack/os-test-images made by nova-clear\'s\n'
+        'tools/devstack-check: the real project is not on PyPI and only\n'
+        'PyPI and Debian are reachable here.  tox -egenerate writes\n'
+        'images/manifest.yaml with no images: tempest\'s image format\n'
+        'tests, outside the Zuul job\'s selection, are then not made.\n'),
+    'tox.ini': (
+        '[tox]\nskipsdist = True\nenvlist = generate\n\n'
+        '[testenv]\nbasepython = python3\n'
+        'commands = python3 generate.py\n'),
+    'generate.py': (
+        '"""Writes images/manifest.yaml with no images (see README)."""\n'
+        'import os\n\n'
+        'os.makedirs(\'images\', exist_ok=True)\n'
+        'with open(os.path.join(\'images\', \'manifest.yaml\'), \'w\') as f:\n'
+        '    f.write(\'images: []\\n\')\n'),
+}
+
+
+def make_os_test_images(base, tmp):
+    tree = os.path.join(tmp, 'os-test-images')
+    os.makedirs(tree)
+    for name, text in OS_TEST_IMAGES.items():
+        with open(os.path.join(tree, name), 'w') as f:
+            f.write(text)
+    bare = os.path.join(base, 'openstack', 'os-test-images.git')
+    commit_tree(tree, bare, message='os-test-images stand-in '
+                '(tools/devstack-check)')
+    return bare
 
 
 def unpack_devstack(root=settings.ROOT):
