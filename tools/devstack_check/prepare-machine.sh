@@ -105,6 +105,19 @@ RemainAfterExit=yes
 ExecStart=/bin/true
 UNIT
 
+# This host's root has no CAP_SYS_RESOURCE, so a lowered hard limit stays
+# lowered.  sudo lowers its own core limit to 0,0 (sudo.conf
+# disable_coredump) and gives its command 0,0 too (sudoers rlimit_core),
+# and cannot restore the hard limit; the stand-in forks units from their
+# caller (systemd would start them with DefaultLimitCORE=0:infinity), so
+# libvirtd started through devstack's sudo had a hard limit of 0 and every
+# QEMU failed to start ("cannot limit core file size of process … to
+# 18446744073709551615").  Both settings keep the caller's limit.
+echo 'Set disable_coredump false' >> /etc/sudo.conf
+echo 'Defaults rlimit_core=default' > /etc/sudoers.d/nova-clear-core-limit
+chmod 440 /etc/sudoers.d/nova-clear-core-limit
+visudo -c -f /etc/sudoers.d/nova-clear-core-limit
+
 # devstack's own way to make its user
 /opt/stack/devstack/tools/create-stack-user.sh
 chown -R stack:stack /opt/stack /opt/git
