@@ -22,6 +22,14 @@ SERVERS = (
      'container says:'),
 )
 TOTALS = re.compile(r'^ - (Passed|Failed|Skipped): (\d+)', re.M)
+# tempest's tests that make their own project networks: VLANs with ML2
+# macvtap (local.conf.sample), which a kernel without 802.1Q cannot make
+# (this host's has no 8021q module); excluded only where that is so
+PROJECT_NETWORK_TESTS = (r'^tempest\.api\.compute\.servers\.'
+                         r'test_create_server_multi_nic\.')
+VLAN_PROBE = ('ip link add ncds-probe type veth peer name ncds-probep && '
+              'ip link add link ncds-probe name ncds-probe.2 type vlan id 2; '
+              'rc=$?; ip link del ncds-probe 2>/dev/null; exit $rc')
 
 
 class Failure(Exception):
@@ -149,6 +157,11 @@ def tempest():
     cmd = ('%s/tempest/.tox/tempest/bin/tempest run --regex %s '
            '--concurrency %d' % (settings.STACK_HOME, shlex.quote(regex),
                                  concurrency))
+    if machine.run(VLAN_PROBE, log='tempest.log', check=False):
+        say('not run: %s (this kernel makes no 802.1Q VLAN devices, so the '
+            'project networks they make, VLANs with ML2 macvtap, cannot be '
+            'plugged; a Zuul node\'s kernel can)' % PROJECT_NETWORK_TESTS)
+        cmd += ' --exclude-regex %s' % shlex.quote(PROJECT_NETWORK_TESTS)
     rc = machine.run(cmd, user='stack', cwd=settings.STACK_HOME + '/tempest',
                      log='tempest.log', check=False)
     text = read(os.path.join(settings.LOGS, 'tempest.log'))
