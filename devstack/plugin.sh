@@ -82,22 +82,26 @@ function build_nova_clear_guest {
 }
 
 # Sample disk image: a bare ext4 filesystem with a static busybox whose
-# /sbin/init prints "disk-init: up on <hostname>" and keeps running; built
-# once into $NOVA_CLEAR_CACHE, its path printed.
+# /sbin/init prints "disk-init: up on <hostname>" and keeps running, as
+# qcow2 (like devstack's cirros): snapshots and backups keep the image's
+# format, and a raw one is the whole flavor disk, so tempest's three 1 GiB
+# backups overran devstack's glance quota (GLANCE_LIMIT_IMAGE_SIZE_TOTAL,
+# 2000 MiB) and the upload was cut off (502); built once into
+# $NOVA_CLEAR_CACHE, its path printed.
 function nova_clear_sample_image {
     sudo "$(nova_clear_bin nova-clear-sample-images)" \
-        --cache "$NOVA_CLEAR_CACHE" disk fs
+        --cache "$NOVA_CLEAR_CACHE" disk qcow2
 }
 
 function create_nova_clear_images_and_flavors {
     local image command
     image=$(nova_clear_sample_image)
     if ! nova_clear_openstack image show "$NOVA_CLEAR_IMAGE" >/dev/null 2>&1; then
-        nova_clear_openstack image create --public --disk-format raw \
+        nova_clear_openstack image create --public --disk-format qcow2 \
             --container-format bare --file "$image" "$NOVA_CLEAR_IMAGE"
     fi
     if ! nova_clear_openstack image show "$NOVA_CLEAR_IMAGE_EXIT" >/dev/null 2>&1; then
-        nova_clear_openstack image create --public --disk-format raw \
+        nova_clear_openstack image create --public --disk-format qcow2 \
             --container-format bare --file "$image" \
             --property os_command_line='init=/bin/sh -- -c "echo hello from a Clear Container; exit 3"' \
             "$NOVA_CLEAR_IMAGE_EXIT"
