@@ -15,6 +15,7 @@ import time
 import uuid
 
 import testtools
+from testtools import content
 
 import libvirt
 
@@ -53,6 +54,24 @@ class IntegrationTestCase(testtools.TestCase):
         self.conn = aio.connection()
         self.images = self.state['images']
         self.line = self.state['workload_line']
+
+    def recorded_figures(self, log, key):
+        """A dict the test fills with its figures: attached to its result
+        and appended, as ``{"test", "at", key}``, to the all-in-one's
+        ``logs/<log>`` (stestr keeps details of failures only)."""
+        figures = {}
+        self.addDetail(key, content.Content(
+            content.UTF8_TEXT,
+            lambda: [json.dumps(figures, sort_keys=True).encode()]))
+
+        def record():
+            if figures:
+                with open(os.path.join(self.state['logs'], log), 'a') as f:
+                    f.write(json.dumps({'test': self.id().rsplit('.', 1)[-1],
+                                        'at': time.time(), key: figures},
+                                       sort_keys=True) + '\n')
+        self.addCleanup(record)
+        return figures
 
     # -- servers ------------------------------------------------------
 

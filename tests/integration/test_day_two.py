@@ -20,7 +20,6 @@ import json
 import os
 import time
 
-from testtools import content
 
 from tests.integration import base
 
@@ -47,21 +46,8 @@ class TestDayTwo(base.IntegrationTestCase):
 
     def setUp(self):
         super().setUp()
-        self.timings = {}
-        self.addDetail('timings', content.Content(
-            content.UTF8_TEXT, lambda: [json.dumps(
-                self.timings, sort_keys=True).encode()]))
-        # kept for the record too (stestr keeps details of failures only)
-        self.addCleanup(self._record_timings)
-
-    def _record_timings(self):
-        if self.timings:
-            with open(os.path.join(self.state['logs'],
-                                   'day-two-timings.jsonl'), 'a') as f:
-                f.write(json.dumps({'test': self.id().rsplit('.', 1)[-1],
-                                    'at': time.time(),
-                                    'timings': self.timings},
-                                   sort_keys=True) + '\n')
+        self.timings = self.recorded_figures('day-two-timings.jsonl',
+                                             'timings')
 
     def timed(self, what, fn, *args):
         t0 = time.monotonic()

@@ -13,8 +13,6 @@ on the source.  Timings and request counts go to the ``live-migration``
 detail and ``$AIO_HOME/logs/live-migration.jsonl``.
 """
 
-import json
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +20,6 @@ import threading
 import time
 
 import libvirt
-from testtools import content
 
 from tests.integration import base
 from tests.integration import two_hosts
@@ -89,20 +86,7 @@ class LiveMigrationTest(two_hosts.TwoHostsTestCase):
 
     def setUp(self):
         super().setUp()
-        self.report = {}
-        self.addDetail('live-migration', content.Content(
-            content.UTF8_TEXT, lambda: [json.dumps(
-                self.report, sort_keys=True).encode()]))
-        self.addCleanup(self._record)
-
-    def _record(self):
-        if self.report:
-            with open(os.path.join(self.state['logs'],
-                                   'live-migration.jsonl'), 'a') as f:
-                f.write(json.dumps({'test': self.id().rsplit('.', 1)[-1],
-                                    'at': time.time(),
-                                    'report': self.report},
-                                   sort_keys=True) + '\n')
+        self.report = self.recorded_figures('live-migration.jsonl', 'report')
 
     # -- helpers -------------------------------------------------------
 

@@ -29,7 +29,6 @@ Timings go to the ``timings`` detail and
 ``$AIO_HOME/logs/migration-hosts.jsonl``.
 """
 
-import json
 import os
 import re
 import signal
@@ -37,7 +36,6 @@ import subprocess
 import time
 
 import libvirt
-from testtools import content
 
 from tests.integration import base
 from tests.integration import two_hosts
@@ -59,20 +57,8 @@ class MigrationHostsTest(two_hosts.TwoHostsTestCase):
 
     def setUp(self):
         super().setUp()
-        self.timings = {}
-        self.addDetail('timings', content.Content(
-            content.UTF8_TEXT, lambda: [json.dumps(
-                self.timings, sort_keys=True).encode()]))
-        self.addCleanup(self._record)
-
-    def _record(self):
-        if self.timings:
-            with open(os.path.join(self.state['logs'],
-                                   'migration-hosts.jsonl'), 'a') as f:
-                f.write(json.dumps({'test': self.id().rsplit('.', 1)[-1],
-                                    'at': time.time(),
-                                    'timings': self.timings},
-                                   sort_keys=True) + '\n')
+        self.timings = self.recorded_figures('migration-hosts.jsonl',
+                                             'timings')
 
     # -- helpers -------------------------------------------------------
 
